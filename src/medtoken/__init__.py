@@ -1,0 +1,30 @@
+"""medtoken: fast medical image segmentation with token-efficient networks.
+
+Public API: :func:`create_model`, :func:`list_models`, :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from medtoken.registry import create_model, list_models
+
+try:
+    __version__ = version("medtoken")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = ["__version__", "create_model", "list_models", "load_model"]
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Any:
+    """Load a trained model (eval mode) from a run folder or a checkpoint file.
+
+    The model is rebuilt from the config stored in the checkpoint, not from the preset name, so
+    later edits to a preset never break old checkpoints. Loading uses ``weights_only=True``.
+    """
+    from medtoken.train.checkpoint import load_model_checkpoint
+
+    return load_model_checkpoint(path, device=device).model

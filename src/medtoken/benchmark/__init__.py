@@ -1,0 +1,1 @@
+"""Side-by-side speed, memory and FLOP measurement of models."""

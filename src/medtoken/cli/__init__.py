@@ -1,0 +1,1 @@
+"""The ``medtoken`` command line: a thin shell over library functions."""

@@ -1,0 +1,1 @@
+"""Reading and writing images and labels, dataset layouts, folds, preprocessing, synthetic data."""

@@ -1,0 +1,1 @@
+"""Sliding-window prediction of whole cases and folders."""

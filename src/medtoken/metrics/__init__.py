@@ -1,0 +1,1 @@
+"""Segmentation metrics per case and per class, and folder evaluation (nnU-Net summary.json)."""

@@ -1,0 +1,6 @@
+"""Model families; importing this package registers every family and preset."""
+
+from medtoken.models import baselines  # noqa: F401
+from medtoken.models.base import ModelConfig, SegmentationModel, SegOutput
+
+__all__ = ["ModelConfig", "SegOutput", "SegmentationModel"]

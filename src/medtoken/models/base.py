@@ -1,0 +1,122 @@
+"""The contract every segmentation model in medtoken follows.
+
+Training, inference, benchmarking and export rely only on what is here:
+
+- ``forward(x)`` maps ``(B, in_channels, *S)`` to logits ``(B, num_classes, *S)``;
+- ``forward_with_aux(x)`` also returns auxiliary losses (VQ commitment, ...) and diagnostics
+  (kept-token indices, ...), which the training loop adds to the segmentation loss;
+- ``config`` is the frozen config the model was built from (stored in checkpoints);
+- ``input_multiple`` is what the spatial size must be divisible by, and ``fixed_input_size``
+  is not ``None`` for models (ViTs with learned positional embeddings) that accept one size only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["ModelConfig", "SegOutput", "SegmentationModel"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields every model config has; training fills them from the dataset.
+
+    Attributes:
+        spatial_dims: 2 or 3.
+        in_channels: image channels (modalities).
+        num_classes: output classes including background.
+        roi_size: the input patch the model is built for: the training patch and the
+            sliding-window size at inference (``--patch-size`` on the command line).
+    """
+
+    family: ClassVar[str] = ""
+    spatial_dims: int = 3
+    in_channels: int = 1
+    num_classes: int = 2
+    roi_size: tuple[int, ...] = (64, 64, 64)
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (background included), got "
+                             f"{self.num_classes}")
+        if len(self.roi_size) != self.spatial_dims or min(self.roi_size) < 1:
+            raise ValueError(f"roi_size must have {self.spatial_dims} positive entries, got "
+                             f"{self.roi_size}")
+
+
+@dataclass
+class SegOutput:
+    """What ``forward_with_aux`` returns.
+
+    Attributes:
+        logits: ``(B, num_classes, *S)``.
+        losses: auxiliary loss terms, already weighted, added to the segmentation loss.
+        info: diagnostics for logging and plots (never printed by the model).
+    """
+
+    logits: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class SegmentationModel(nn.Module):
+    """Base class: holds the config and exposes the shared contract."""
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got "
+                            f"{type(config).__name__}")
+        self.config = config
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.config.spatial_dims
+
+    @property
+    def in_channels(self) -> int:
+        return self.config.in_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def input_multiple(self) -> tuple[int, ...]:
+        """Each spatial size of the input must be a multiple of this."""
+        return (1,) * self.spatial_dims
+
+    @property
+    def fixed_input_size(self) -> tuple[int, ...] | None:
+        """The only accepted spatial input size, or ``None`` if any multiple works."""
+        return None
+
+    @property
+    def needs_unused_parameter_search(self) -> bool:
+        """True when some parameters may get no gradient in a step (DDP must be told)."""
+        return False
+
+    def on_epoch_end(self) -> dict[str, float]:
+        """Called by the training loop after each epoch; returns numbers to log (e.g. codebook
+        utilisation) and may update internal state (e.g. restart dead codes). Default: nothing."""
+        return {}
+
+    def forward_with_aux(self, x: torch.Tensor, target: torch.Tensor | None = None) -> SegOutput:
+        """Logits plus auxiliary losses and diagnostics.
+
+        Args:
+            x: ``(B, in_channels, *S)``.
+            target: integer labels ``(B, 1, *S)`` for models with label-dependent auxiliary
+                losses (e.g. a boundary loss); ignored by the others.
+        """
+        return SegOutput(self(x))

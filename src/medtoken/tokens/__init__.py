@@ -1,0 +1,1 @@
+"""Token algorithms (selection, pruning, assembly, quantisation): pure tensor functions first."""

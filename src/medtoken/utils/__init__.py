@@ -1,0 +1,1 @@
+"""Small shared helpers with no better home: errors, atomic file writes, seeding, devices."""
