@@ -1,0 +1,125 @@
+"""Checkpoints: one format for every family, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
+
+    {"format_version", "family", "preset", "model_config", "model",
+     "optimizer", "scheduler", "scaler", "torch_rng", "epoch", "step", "best_metric",
+     "train_config", "dataset"}
+
+``dataset`` holds what prediction needs: labels, channel names, file ending, spatial dims and the
+normalisation plan. The model is rebuilt from ``model_config`` (not from the preset), so a later
+edit of a preset never changes what an old checkpoint loads as.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medtoken.config import from_dict, to_dict
+from medtoken.registry import build_model, family_config_class
+from medtoken.utils.atomic import atomic_path
+from medtoken.utils.errors import InputError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LoadedModel",
+    "load_checkpoint",
+    "load_model_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAMES = ("checkpoint_best.pt", "checkpoint_last.pt")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (see module docstring) to ``path`` atomically."""
+    state = {"format_version": FORMAT_VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the best (else last) checkpoint of a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise InputError(path, "no checkpoint_best.pt or checkpoint_last.pt in this run folder")
+    if not path.is_file():
+        raise InputError(path, "no such checkpoint file or run folder")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint dict safely (``weights_only=True``) and check its format.
+
+    Raises:
+        InputError: the file is missing, unreadable, needs arbitrary unpickling (possibly
+            malicious), or is not a medtoken checkpoint of a known format version.
+    """
+    file = resolve_checkpoint(path)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise InputError(file, "refused: the file needs arbitrary code to unpickle and is not "
+                         f"loaded (only weights-only checkpoints are accepted; {first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise InputError(file, f"cannot read checkpoint: {err}") from None
+    if not isinstance(state, dict) or "format_version" not in state or "family" not in state:
+        raise InputError(file, "not a medtoken checkpoint (no format_version/family)")
+    if state["format_version"] != FORMAT_VERSION:
+        raise InputError(file, f"checkpoint format version {state['format_version']} is not "
+                         f"supported (this medtoken reads version {FORMAT_VERSION})")
+    return state
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint plus what prediction needs."""
+
+    model: Any
+    state: dict[str, Any]
+    path: Path
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.state.get("dataset", {})  # type: ignore[no-any-return]
+
+
+def build_from_state(state: dict[str, Any], where: str | Path) -> Any:
+    """Rebuild the model (weights loaded) described by a checkpoint dict."""
+    cfg_cls = family_config_class(state["family"])
+    cfg = from_dict(cfg_cls, state["model_config"], where=str(where))
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise InputError(where, f"weights do not match the stored model config: {first}") from None
+    return model
+
+
+def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                          expect_family: str | None = None) -> LoadedModel:
+    """Load a run folder or checkpoint into an eval-mode model on ``device``."""
+    file = resolve_checkpoint(path)
+    state = load_checkpoint(file)
+    if expect_family is not None and state["family"] != expect_family:
+        raise InputError(file, f"checkpoint is of model family '{state['family']}', expected "
+                         f"'{expect_family}'")
+    model = build_from_state(state, file).to(device).eval()
+    return LoadedModel(model=model, state=state, path=file)
+
+
+def model_config_dict(model: Any) -> dict[str, Any]:
+    """The model's config as stored in checkpoints."""
+    return to_dict(model.config)

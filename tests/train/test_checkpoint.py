@@ -1,0 +1,83 @@
+"""Checkpoints: atomic, weights-only, refuse foreign or malicious files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from medtoken import create_model, load_model
+from medtoken.config import to_dict
+from medtoken.train.checkpoint import load_checkpoint, load_model_checkpoint, save_checkpoint
+from medtoken.utils.errors import InputError
+
+
+def _tiny():
+    return create_model("unet3d", roi_size=(16, 16, 16), channels=(4, 8), num_classes=3)
+
+
+def _save(model, path: Path, **extra) -> None:
+    save_checkpoint(path, {"family": "unet", "model_config": to_dict(model.config),
+                           "model": model.state_dict(), **extra})
+
+
+def test_round_trip_from_file_and_run_folder(tmp_path: Path) -> None:
+    model = _tiny().eval()
+    _save(model, tmp_path / "checkpoint_last.pt")
+    x = torch.randn(1, 1, 16, 16, 16)
+    for source in (tmp_path / "checkpoint_last.pt", tmp_path):
+        loaded = load_model(source)
+        assert not loaded.training
+        with torch.inference_mode():
+            torch.testing.assert_close(loaded(x), model(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]  # no temp files left
+
+
+class _Evil:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Evil.marker),))
+
+
+def test_code_running_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    _Evil.marker = str(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "family": "unet", "payload": _Evil()}, path)
+    assert not marker.exists()
+    with pytest.raises(InputError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt"
+    path.write_bytes(pickle.dumps({"a": object()}))
+    with pytest.raises(InputError):
+        load_checkpoint(path)
+
+
+def test_wrong_family_and_version_are_refused(tmp_path: Path) -> None:
+    model = _tiny()
+    _save(model, tmp_path / "a.pt")
+    with pytest.raises(InputError, match="family 'unet', expected 'scd'"):
+        load_model_checkpoint(tmp_path / "a.pt", expect_family="scd")
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    state["format_version"] = 99
+    torch.save(state, tmp_path / "b.pt")
+    with pytest.raises(InputError, match="format version 99"):
+        load_checkpoint(tmp_path / "b.pt")
+
+
+def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
+    _save(_tiny(), tmp_path / "a.pt")
+    data = (tmp_path / "a.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.pt"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_missing_run_folder_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no checkpoint_best.pt"):
+        load_checkpoint(tmp_path)
