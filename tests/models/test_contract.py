@@ -1,4 +1,4 @@
-"""Registry-wide contract: every tiny `*_test` preset and every baseline obeys the model contract."""
+"""Registry-wide contract: every tiny `*_test` preset and every baseline obeys the contract."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from medtoken import create_model, list_models
+from medtoken.config import to_dict
 from medtoken.models.base import SegOutput
 from medtoken.train.checkpoint import build_from_state
-from medtoken.config import to_dict
 
 TINY = list_models("*_test")
 BASELINES_TINY = {
@@ -22,11 +22,15 @@ def _cases() -> list[tuple[str, dict]]:
     return [(name, {}) for name in TINY] + list(BASELINES_TINY.items())
 
 
+CASES = pytest.mark.parametrize(("name", "overrides"), _cases(),
+                                ids=lambda v: v if isinstance(v, str) else "")
+
+
 def _input(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, model.in_channels, *model.config.roi_size)
 
 
-@pytest.mark.parametrize(("name", "overrides"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
+@CASES
 def test_forward_shape_finite_and_aux(name: str, overrides: dict) -> None:
     model = create_model(name, num_classes=3, **overrides)
     x = _input(model)
@@ -39,7 +43,7 @@ def test_forward_shape_finite_and_aux(name: str, overrides: dict) -> None:
     assert all(v.ndim == 0 and torch.isfinite(v) for v in out.losses.values())
 
 
-@pytest.mark.parametrize(("name", "overrides"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
+@CASES
 def test_every_parameter_gets_a_gradient(name: str, overrides: dict) -> None:
     model = create_model(name, num_classes=3, **overrides).train()
     x = _input(model)
@@ -51,7 +55,7 @@ def test_every_parameter_gets_a_gradient(name: str, overrides: dict) -> None:
     assert not missing, f"no gradient for {missing[:5]}"
 
 
-@pytest.mark.parametrize(("name", "overrides"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
+@CASES
 def test_eval_is_deterministic_and_batch_independent(name: str, overrides: dict) -> None:
     model = create_model(name, num_classes=3, **overrides).eval()
     x = _input(model)
@@ -64,7 +68,7 @@ def test_eval_is_deterministic_and_batch_independent(name: str, overrides: dict)
     torch.testing.assert_close(a[0], c[0], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "overrides"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
+@CASES
 def test_state_dict_round_trip_rebuilds_identical_model(name: str, overrides: dict) -> None:
     model = create_model(name, num_classes=3, **overrides).eval()
     state = {"family": type(model.config).family, "model_config": to_dict(model.config),

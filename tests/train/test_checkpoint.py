@@ -61,12 +61,12 @@ def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
 def test_wrong_family_and_version_are_refused(tmp_path: Path) -> None:
     model = _tiny()
     _save(model, tmp_path / "a.pt")
-    with pytest.raises(InputError, match="family 'unet', expected 'scd'"):
+    with pytest.raises(InputError, match=r"family 'unet', expected 'scd'"):
         load_model_checkpoint(tmp_path / "a.pt", expect_family="scd")
     state = torch.load(tmp_path / "a.pt", weights_only=True)
     state["format_version"] = 99
     torch.save(state, tmp_path / "b.pt")
-    with pytest.raises(InputError, match="format version 99"):
+    with pytest.raises(InputError, match=r"format version 99"):
         load_checkpoint(tmp_path / "b.pt")
 
 
@@ -74,10 +74,10 @@ def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
     _save(_tiny(), tmp_path / "a.pt")
     data = (tmp_path / "a.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="cut.pt"):
+    with pytest.raises(InputError, match=r"cut\.pt"):
         load_checkpoint(tmp_path / "cut.pt")
 
 
 def test_missing_run_folder_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no checkpoint_best.pt"):
+    with pytest.raises(InputError, match=r"no checkpoint_best\.pt"):
         load_checkpoint(tmp_path)

@@ -63,6 +63,8 @@ class MonaiUNet(SegmentationModel):
             dropout=config.dropout,
         )
 
+    config: UNetConfig
+
     @property
     def input_multiple(self) -> tuple[int, ...]:
         return (2 ** (len(self.config.channels) - 1),) * self.spatial_dims

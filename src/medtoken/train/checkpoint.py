@@ -98,7 +98,7 @@ class LoadedModel:
 def build_from_state(state: dict[str, Any], where: str | Path) -> Any:
     """Rebuild the model (weights loaded) described by a checkpoint dict."""
     cfg_cls = family_config_class(state["family"])
-    cfg = from_dict(cfg_cls, state["model_config"], where=str(where))
+    cfg: Any = from_dict(cfg_cls, state["model_config"], where=str(where))
     model = build_model(cfg)
     try:
         model.load_state_dict(state["model"])

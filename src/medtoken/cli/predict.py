@@ -1,0 +1,44 @@
+"""Predict a file or a folder of images with a trained model (sliding window, original geometry)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("-i", "--input", required=True, help="image file or folder")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0..1)")
+    p.add_argument("--tta", action="store_true", help="average over mirrored inputs")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--skip-existing", action="store_true", help="keep outputs that exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medtoken.data.datasets import list_input_cases
+    from medtoken.inference.predict import predict_cases
+    from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.utils.device import resolve_device
+    from medtoken.utils.errors import InputError
+
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError("--overlap", f"must be in [0, 1), got {args.overlap}")
+    loaded = load_model_checkpoint(args.model, device=resolve_device(args.device))
+    cases = list_input_cases(args.input, loaded.model.in_channels)
+    if not cases:
+        raise InputError(args.input, "no images found")
+    report = predict_cases(loaded, cases, Path(args.output), overlap=args.overlap, tta=args.tta,
+                           skip_existing=args.skip_existing,
+                           progress=not args.no_progress and sys.stderr.isatty())
+    print(f"wrote {len(report.written)} prediction(s) to {args.output}"
+          + (f", kept {len(report.skipped)} existing" if report.skipped else ""))
+    if report.failed:
+        names = ", ".join(case_id for case_id, _ in report.failed)
+        print(f"medtoken: error: {len(report.failed)} case(s) could not be predicted: {names}",
+              file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,62 @@
+"""Train a model on a dataset fold into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from medtoken.config import from_dict, parse_set_args
+from medtoken.train.config import TrainConfig
+
+TRAIN_PREFIX = "train."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset folder (MSD, nnU-Net raw or 2D)")
+    p.add_argument("--model", required=True, help="model preset (see `medtoken models`)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--fold", default="0", help="0-4 (nnU-Net 5-fold split) or 'all'")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    p.add_argument("--max-steps", type=int, help="optimiser step budget")
+    p.add_argument("--patch-size", type=int, nargs="+", metavar="N",
+                   help="training patch (default: from the dataset, capped by the preset)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="model config overrides (e.g. pruning.keep_ratio=0.3); "
+                   "train.KEY=VALUE sets a training option (e.g. train.steps_per_epoch=100)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, object]]:
+    """The training config from flags and ``--set train.*``, and the model overrides."""
+    overrides = parse_set_args(args.set)
+    train_keys = {k[len(TRAIN_PREFIX):]: v for k, v in overrides.items()
+                  if k.startswith(TRAIN_PREFIX)}
+    model_overrides = {k: v for k, v in overrides.items() if not k.startswith(TRAIN_PREFIX)}
+    flags = {"data": args.data, "model": args.model, "fold": str(args.fold),
+             "epochs": args.epochs, "max_minutes": args.max_minutes, "max_steps": args.max_steps,
+             "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
+             "seed": args.seed, "amp": args.amp or None}
+    values = {**train_keys, **{k: v for k, v in flags.items() if v is not None}}
+    return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from medtoken.train.fit import fit
+
+    train_cfg, model_overrides = build_train_config(args)
+    result = fit(train_cfg, args.out, model_overrides, device=args.device, resume=args.resume,
+                 overwrite=args.overwrite, progress=False if args.no_progress else None)
+    if result.interrupted_by:
+        print(f"stopped by {result.interrupted_by} after epoch {result.epochs_done}; resume with "
+              f"--resume (checkpoint: {result.run_dir / 'checkpoint_last.pt'})")
+        return 130 if result.interrupted_by == "SIGINT" else 143
+    print(f"trained {result.epochs_done} epochs ({result.steps_done} steps); best validation "
+          f"mean foreground Dice {result.best_metric:.4f}; run folder: {result.run_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Pictures: prediction overlays, training curves, token maps, benchmark charts (matplotlib)."""

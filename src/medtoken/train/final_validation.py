@@ -1,0 +1,41 @@
+"""After training: predict the validation cases with the best checkpoint and score them.
+
+This is what nnU-Net does at the end of a fold: ``RUN/validation/{case}{ending}`` plus
+``RUN/validation/summary.json``, computed through the same code paths as ``medtoken predict`` and
+``medtoken evaluate``, on the original files (original geometry).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from medtoken.data.datasets import DatasetInfo
+from medtoken.inference.predict import predict_cases
+from medtoken.metrics.evaluate import evaluate_pairs
+from medtoken.train.checkpoint import load_model_checkpoint
+from medtoken.train.run_folder import RunFolder
+
+__all__ = ["final_validation"]
+
+log = logging.getLogger(__name__)
+
+
+def final_validation(run: RunFolder, info: DatasetInfo, val_ids: Sequence[str],
+                     nsd_tolerance_mm: float = 1.0) -> dict[str, Any]:
+    """Predict ``val_ids`` into ``run.validation`` and write its ``summary.json``."""
+    loaded = load_model_checkpoint(run.root)
+    cases = [info.case(c) for c in val_ids]
+    report = predict_cases(loaded, cases, run.validation)
+    by_case = {p.name: p for p in report.written}
+    pairs = []
+    for case in cases:
+        assert case.label is not None
+        pred = next(p for name, p in by_case.items() if name.startswith(case.case_id + "."))
+        pairs.append((pred, case.label))
+    labels = sorted(k for k in info.labels if k != 0)
+    summary = evaluate_pairs(pairs, labels, nsd_tolerance_mm, run.validation / "summary.json")
+    log.info("validation (%d cases, %s): foreground mean Dice %.4f", len(pairs),
+             loaded.path.name, summary["foreground_mean"]["Dice"])
+    return summary

@@ -1,0 +1,97 @@
+"""The run folder: resolved config, CSV log, and the rule for reusing a folder.
+
+Layout::
+
+    RUN/config.yaml            fully resolved: train options, model preset + config, dataset facts
+    RUN/log.csv                one row per epoch
+    RUN/checkpoint_last.pt     written at every epoch end (atomically)
+    RUN/checkpoint_best.pt     best validation mean foreground Dice
+    RUN/validation/            final predictions of the validation cases + summary.json
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medtoken.train.config import TrainConfig
+from medtoken.utils.atomic import atomic_write_text
+from medtoken.utils.errors import InputError
+
+__all__ = ["RunFolder"]
+
+OWNED = ("config.yaml", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt", "validation")
+
+
+class RunFolder:
+    """Paths and files of one training run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.log = self.root / "log.csv"
+        self.last = self.root / "checkpoint_last.pt"
+        self.best = self.root / "checkpoint_best.pt"
+        self.validation = self.root / "validation"
+
+    def prepare(self, resolved: dict[str, Any], resume: bool, overwrite: bool) -> None:
+        """Check that the folder may be used for this config, then write ``config.yaml``.
+
+        Raises:
+            InputError: the folder holds a run and neither ``--resume`` nor ``--overwrite`` was
+                given, or ``--resume`` was given for a run of a different configuration.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(self.root, "exists and is not a folder")
+        if self.config.exists():
+            if overwrite:
+                for name in OWNED:
+                    path = self.root / name
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
+            elif resume:
+                self._check_same_run(resolved)
+            else:
+                raise InputError(self.root, "already holds a training run; pass --resume to "
+                                 "continue it or --overwrite to replace it")
+        elif resume:
+            raise InputError(self.root, "--resume given but this folder holds no run")
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, yaml.safe_dump(resolved, sort_keys=False))
+
+    def _check_same_run(self, resolved: dict[str, Any]) -> None:
+        stored = yaml.safe_load(self.config.read_text())
+        changeable = set(TrainConfig.RESUMABLE_CHANGES)
+        for section in ("train", "model", "dataset"):
+            old, new = stored.get(section, {}), resolved.get(section, {})
+            keys = set(old) | set(new)
+            if section == "train":
+                keys -= changeable
+            diff = sorted(k for k in keys if old.get(k) != new.get(k))
+            if diff:
+                raise InputError(self.root, f"--resume with a different configuration "
+                                 f"({section}: {', '.join(diff)}); use a new --out folder or "
+                                 "--overwrite")
+
+    def read_log(self) -> list[dict[str, str]]:
+        if not self.log.exists():
+            return []
+        return list(csv.DictReader(self.log.read_text().splitlines()))
+
+    def write_log(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``log.csv`` atomically; columns are the rows' keys in first-seen order."""
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.log, buf.getvalue())
