@@ -1,0 +1,196 @@
+"""Benchmark records out: environment facts, baseline ratios, JSON, CSV, Markdown and charts.
+
+Files written by :func:`write_results` (all atomically):
+
+- ``results.json``: the list of records (one per model and benchmark point);
+- ``results.csv``: the same, flattened (``latency_ms_median``, ...), nested values as JSON;
+- ``results.md``: machine, date and the exact command line, then a table to paste;
+- ``chart.png``: speed-up and memory relative to the baseline (absolute values without one);
+- ``sweep.png``: with ``--sweep``, latency and memory against the swept value.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import platform
+import socket
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medtoken.utils.atomic import atomic_write_text
+
+__all__ = ["add_baseline_ratios", "environment", "markdown_report", "write_results"]
+
+GIT_TIMEOUT_S = 5
+_CSV_SKIP = ("case_ids",)
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The commit of the medtoken source tree (``+dirty`` with local changes), if it is a repo."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=GIT_TIMEOUT_S, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=GIT_TIMEOUT_S, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+dirty" if dirty else sha or None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Machine and software facts recorded with every benchmark record."""
+    from medtoken import __version__
+
+    cuda = device.type == "cuda"
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_model_name(),
+        "cpu_model": cpu_model_name(),
+        "hostname": socket.gethostname(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda if cuda else None,
+        "cudnn_version": torch.backends.cudnn.version() if cuda else None,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+        "medtoken_version": __version__,
+        "python_version": platform.python_version(),
+        "git_commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def add_baseline_ratios(records: list[dict[str, Any]]) -> None:
+    """Add ``speedup_vs_baseline`` (baseline median latency / this one) and
+    ``memory_vs_baseline`` (this peak memory / the baseline's), per benchmark point, in place.
+
+    Both are ``None`` where there is no baseline at the record's point or a value is missing.
+    """
+    baselines = {r["point"]: r for r in records if r.get("is_baseline")}
+    for record in records:
+        base = baselines.get(record["point"])
+        record["baseline"] = base["spec"] if base else None
+        record["speedup_vs_baseline"] = None
+        record["memory_vs_baseline"] = None
+        if base is None:
+            continue
+        median = record["latency_ms"]["median"]
+        record["speedup_vs_baseline"] = base["latency_ms"]["median"] / median
+        if base.get("peak_mem_mb") and record.get("peak_mem_mb") is not None:
+            record["memory_vs_baseline"] = record["peak_mem_mb"] / base["peak_mem_mb"]
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in _CSV_SKIP:
+            continue
+        if key == "latency_ms":
+            row.update({f"latency_ms_{k}": v for k, v in value.items()})
+        elif isinstance(value, (dict, list)):
+            row[key] = json.dumps(value)
+        else:
+            row[key] = value
+    return row
+
+
+def csv_text(records: Sequence[dict[str, Any]]) -> str:
+    """The records as CSV (columns: union of the flattened keys, first-seen order)."""
+    rows = [_flatten(r) for r in records]
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _table(records: Sequence[dict[str, Any]]) -> list[str]:
+    unit = "cases/s" if records and records[0]["mode"] == "volume" else "items/s"
+    lines = [f"| model | mode | input | latency ms median (min–max) | {unit} | peak MB | GFLOPs "
+             "| params M | speed-up | memory × |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| `{r['label']}`{' (baseline)' if r.get('is_baseline') else ''} | {r['mode']} "
+            f"| {'x'.join(map(str, r['input_size']))} "
+            f"| {lat['median']:.2f} ({lat['min']:.2f}–{lat['max']:.2f}) "
+            f"| {r['throughput_per_s']:.3g} | {_fmt(r.get('peak_mem_mb'), '.1f')} "
+            f"| {_fmt(r.get('gflops'), '.3g')} | {r['params'] / 1e6:.3g} "
+            f"| {_fmt(r.get('speedup_vs_baseline'), '.2f')} "
+            f"| {_fmt(r.get('memory_vs_baseline'), '.2f')} |")
+    return lines
+
+
+def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
+    """A Markdown page: machine, date, exact command line, the table and what the numbers mean."""
+    first = records[0]
+    lines = [
+        "# medtoken benchmark", "",
+        f"- date: {first['date']}",
+        f"- machine: {first['hostname']}; CPU: {first['cpu_model']}; device: "
+        f"{first['device']} ({first['device_name']})",
+        f"- software: torch {first['torch_version']}"
+        + (f", CUDA {first['cuda_version']}, cuDNN {first['cudnn_version']}"
+           if first.get("cuda_version") else "")
+        + f", medtoken {first['medtoken_version']}, git {first.get('git_commit') or 'unknown'}",
+        f"- settings: mode {first['mode']}, dtype {first['dtype']}, threads {first['threads']}, "
+        f"warm-up {first['warmup']}, repeats {first['repeats']} (interleaved)"
+        + (f", overlap {first['overlap']}, {first.get('num_cases')} cases"
+           if first["mode"] == "volume" else ""),
+        "", "```", command, "```", "",
+        *_table(records), "",
+        f"FLOPs: {first['flop_counter']}, one eval forward of the input batch"
+        + (" (one sliding-window batch)" if first["mode"] == "volume" else "") + ". "
+        f"Memory: {first.get('memory_method') or 'not measured'}. Speed-up = baseline median "
+        "latency / model median latency; memory × = model peak / baseline peak.", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(records: Sequence[dict[str, Any]], out_dir: str | Path,
+                  command: str) -> dict[str, Path]:
+    """Write ``results.json``, ``results.csv``, ``results.md``, ``chart.png`` (and ``sweep.png``
+    for sweeps) into ``out_dir``; returns name -> path."""
+    from medtoken.plots.charts import plot_benchmark_chart, plot_sweep
+
+    if not records:
+        raise ValueError("no records to write")
+    records = [{**r, "command": command} for r in records]
+    out = Path(out_dir)
+    paths = {"json": out / "results.json", "csv": out / "results.csv", "md": out / "results.md",
+             "chart": out / "chart.png"}
+    atomic_write_text(paths["json"], json.dumps(list(records), indent=2) + "\n")
+    atomic_write_text(paths["csv"], csv_text(records))
+    atomic_write_text(paths["md"], markdown_report(records, command))
+    plot_benchmark_chart(records, paths["chart"])
+    if records[0].get("sweep_key"):
+        paths["sweep"] = plot_sweep(records, out / "sweep.png")
+    return paths

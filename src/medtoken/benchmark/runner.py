@@ -1,0 +1,266 @@
+"""Benchmark several models side by side: memory in isolation, then interleaved timing.
+
+For each benchmark point (one per ``--sweep`` value, or a single one) the runner
+
+1. measures each model's peak memory on its own (see :mod:`medtoken.benchmark.memory`);
+2. builds all the point's models, counts their FLOPs and token counts;
+3. times them interleaved (:func:`~medtoken.benchmark.timing.time_interleaved`);
+4. writes one record per model; ratios to the baseline are added at the end.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from medtoken.benchmark.complexity import (
+    FLOP_COUNTER,
+    count_flops,
+    count_parameters,
+    token_info,
+)
+from medtoken.benchmark.memory import MEMORY_METHODS, MemoryJob, measure_peak_memory
+from medtoken.benchmark.report import add_baseline_ratios, environment
+from medtoken.benchmark.spec import (
+    BATCH_SIZE_KEY,
+    ModelSpec,
+    Sweep,
+    check_input_size,
+    resolve_config,
+)
+from medtoken.benchmark.timing import summarize, time_interleaved
+from medtoken.benchmark.workload import (
+    MODES,
+    VolumeCases,
+    amp_dtype,
+    build_workload,
+    load_volume_cases,
+    make_batch,
+)
+from medtoken.config import to_dict
+from medtoken.registry import build_model
+from medtoken.utils.device import resolve_device
+
+__all__ = ["BenchmarkSettings", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """How to benchmark (shared by all models).
+
+    Attributes:
+        input_size: ``(B, C, D, H, W)`` or ``(B, C, H, W)``; C and the spatial size override the
+            models' ``in_channels`` and ``roi_size``. In volume mode B is the sliding-window
+            batch and the spatial size the window.
+        repeats: timed steps per model (volume mode: cases, spread over the dataset).
+        warmup: untimed steps per model before timing.
+        threads: ``torch.set_num_threads`` for the run (``None``: leave torch's default).
+        data: the dataset of volume mode.
+        overlap: sliding-window overlap of volume mode.
+        memory: ``isolated``, ``inprocess`` or ``off`` (see :mod:`medtoken.benchmark.memory`).
+    """
+
+    input_size: tuple[int, ...]
+    mode: str = "infer"
+    repeats: int = 20
+    warmup: int = 5
+    device: str = "cpu"
+    amp: bool = False
+    threads: int | None = None
+    data: str | None = None
+    overlap: float = 0.5
+    memory: str = "isolated"
+
+    def __post_init__(self) -> None:
+        if len(self.input_size) not in (4, 5) or min(self.input_size) < 1:
+            raise ValueError(f"input_size must be 4 or 5 positive ints, got {self.input_size}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, "
+                             f"{self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.mode == "volume" and not self.data:
+            raise ValueError("volume mode needs data (a dataset folder)")
+        if not 0 <= self.overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.memory not in MEMORY_METHODS:
+            raise ValueError(f"memory must be one of {MEMORY_METHODS}, got {self.memory!r}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One model at one benchmark point."""
+
+    spec: ModelSpec  # with the sweep override applied (if it is a model key)
+    base_spec: ModelSpec
+    input_size: tuple[int, ...]
+    is_baseline: bool
+    point: int
+    sweep_value: Any = None
+    sweep_applied: bool = False
+
+
+def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: tuple[int, ...],
+          sweep: Sweep | None) -> list[list[_Entry]]:
+    """Benchmark points, each a list of entries; the baseline is measured at every point."""
+    unique = {s.text: s for s in [*models, *([baseline] if baseline is not None else [])]}
+    specs, model_texts = list(unique.values()), {s.text for s in models}
+    points: list[list[_Entry]] = []
+    for point, value in enumerate(sweep.values if sweep else [None]):
+        group = []
+        for spec in specs:
+            is_baseline = baseline is not None and spec.text == baseline.text
+            entry = _Entry(spec, spec, input_size, is_baseline, point, value)
+            if sweep is not None and sweep.key == BATCH_SIZE_KEY:
+                entry = replace(entry, input_size=(int(value), *input_size[1:]),
+                                sweep_applied=True)
+            elif sweep is not None and spec.text in model_texts:
+                entry = replace(entry, spec=spec.with_override(sweep.key, value),
+                                sweep_applied=True)
+            group.append(entry)
+        points.append(group)
+    return points
+
+
+def _job(config: Any, entry: _Entry, settings: BenchmarkSettings, device: torch.device,
+         cases: VolumeCases | None) -> MemoryJob:
+    return MemoryJob(family=type(config).family, config=to_dict(config),
+                     mode=settings.mode, input_size=list(entry.input_size), device=str(device),
+                     amp=settings.amp, threads=settings.threads, data=settings.data,
+                     case_ids=[cases.case_ids[cases.largest]] if cases else [],
+                     steps=1 if cases else 2, overlap=settings.overlap)
+
+
+def _validate(entry: _Entry) -> Any:
+    """The entry's config; unknown keys and (where the model builds on ``meta``) input sizes the
+    model does not accept raise :class:`InputError` before any time is spent."""
+    config = resolve_config(entry.spec, entry.input_size)
+    try:
+        with torch.device("meta"):
+            model = build_model(config)
+    except Exception:  # a model that cannot be built on meta is checked when it is built for real
+        return config
+    check_input_size(model, entry.spec, entry.input_size)
+    return config
+
+
+def _complexity(model: Any, entry: _Entry, device: torch.device) -> dict[str, Any]:
+    """Parameters, eval-forward FLOPs of the input batch, token counts from ``info``."""
+    x, _ = make_batch(entry.input_size, model.num_classes, device)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        out: list[Any] = []
+        flops = count_flops(lambda: out.append(model.forward_with_aux(x)))
+    model.train(was_training)
+    tokens = token_info(out[0].info)
+    return {"params": count_parameters(model), "gflops": flops / 1e9,
+            "tokens": tokens or None}
+
+
+def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
+              sweep: Sweep | None) -> dict[str, Any]:
+    label = entry.spec.text if sweep is None else f"{entry.base_spec.text} [{sweep.key}=" \
+        f"{entry.sweep_value}]"
+    record: dict[str, Any] = {
+        "model": entry.spec.preset, "spec": entry.spec.text, "label": label,
+        "base_spec": entry.base_spec.text, "is_baseline": entry.is_baseline,
+        "mode": settings.mode, "input_size": list(entry.input_size),
+        "batch_size": entry.input_size[0],
+        "dtype": f"{str(amp_dtype(device)).removeprefix('torch.')} autocast" if settings.amp
+        else "float32", "amp": settings.amp, "threads": torch.get_num_threads(),
+        "warmup": settings.warmup, "repeats": settings.repeats, "point": entry.point,
+        "sweep_key": sweep.key if sweep else None, "sweep_value": entry.sweep_value,
+        "sweep_applied": entry.sweep_applied,
+    }
+    if settings.mode == "volume":
+        record.update({"data": settings.data, "overlap": settings.overlap,
+                       "sw_batch_size": entry.input_size[0], "normalization": "z-score per case"})
+    return record
+
+
+def _run_point(group: list[_Entry], configs: dict[str, Any], settings: BenchmarkSettings,
+               device: torch.device, cases: VolumeCases | None,
+               sweep: Sweep | None) -> list[dict[str, Any]]:
+    """Memory, complexity and interleaved timing of one point's models (configs by spec)."""
+    records: dict[str, dict[str, Any]] = {}
+    for entry in group:  # memory first, one model at a time, before any model is resident
+        job = _job(configs[entry.spec.text], entry, settings, device, cases)
+        mem, method = measure_peak_memory(job, settings.memory)
+        config = configs[entry.spec.text]
+        records[entry.spec.text] = {**_describe(entry, settings, device, sweep),
+                                    "peak_mem_mb": mem, "memory_method": method,
+                                    "family": type(config).family, "config": to_dict(config)}
+    steps = {}
+    for entry in group:
+        model = build_model(configs[entry.spec.text]).to(device)
+        check_input_size(model, entry.spec, entry.input_size)
+        records[entry.spec.text].update(_complexity(model, entry, device))
+        work = build_workload(model, settings.mode, entry.input_size, device, settings.amp,
+                              cases, settings.overlap)
+        steps[entry.spec.text] = work.step
+        records[entry.spec.text]["items_per_step"] = work.items_per_step
+    times = time_interleaved(steps, settings.warmup, settings.repeats, device)
+    del steps, model, work
+    gc.collect()
+    for name, record in records.items():
+        latency = summarize(times[name])
+        record["latency_ms"] = latency
+        record["throughput_per_s"] = record["items_per_step"] / (latency["median"] / 1e3)
+    return list(records.values())
+
+
+def run_benchmark(models: Sequence[ModelSpec], settings: BenchmarkSettings,
+                  baseline: ModelSpec | None = None,
+                  sweep: Sweep | None = None) -> list[dict[str, Any]]:
+    """Benchmark ``models`` (and ``baseline``) under ``settings``; one record per model and point.
+
+    Returns:
+        JSON-ready records: ``model`` (preset), ``spec``, ``label``, ``mode``, ``input_size``,
+        ``batch_size``, ``latency_ms`` (``median``, ``min``, ``max``, ``q1``, ``q3``, ``n``),
+        ``throughput_per_s``, ``peak_mem_mb`` and ``memory_method``, ``gflops`` and
+        ``flop_counter``, ``params``, ``tokens``, ``speedup_vs_baseline``,
+        ``memory_vs_baseline``, the settings (``dtype``, ``amp``, ``threads``, ``warmup``,
+        ``repeats``, sweep and volume-mode fields), the resolved ``config`` and the machine
+        (:func:`medtoken.benchmark.report.environment`).
+
+    Raises:
+        InputError: an unknown preset or key, an input size a model does not accept, a missing
+            CUDA device, or a dataset that does not match.
+    """
+    device = resolve_device(settings.device)
+    previous_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    gc.collect()
+    gc.freeze()  # objects alive now are never garbage: the collections between steps stay cheap
+    try:
+        env = environment(device)
+        cases = None
+        if settings.mode == "volume":
+            assert settings.data is not None
+            cases = load_volume_cases(settings.data, settings.repeats, settings.input_size[1],
+                                      len(settings.input_size) - 2)
+        groups = _plan(models, baseline, settings.input_size, sweep)
+        # every spec of every point is checked before any time is spent
+        configs = [{entry.spec.text: _validate(entry) for entry in group} for group in groups]
+        records = []
+        for group, group_configs in zip(groups, configs, strict=True):
+            for record in _run_point(group, group_configs, settings, device, cases, sweep):
+                record.update(env)
+                record["flop_counter"] = FLOP_COUNTER
+                if cases is not None:
+                    record["num_cases"] = len(cases.case_ids)
+                    record["case_ids"] = cases.case_ids
+                records.append(record)
+    finally:
+        gc.unfreeze()
+        torch.set_num_threads(previous_threads)
+    add_baseline_ratios(records)
+    return records

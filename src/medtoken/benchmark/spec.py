@@ -1,0 +1,209 @@
+"""Model specs on the command line: ``PRESET[:key=value,...]``, input sizes and sweeps.
+
+A spec names a registered preset and, after a colon, dotted-key overrides whose values are read
+as YAML: ``tmunet_b:mlstm_mode=parallel,num_classes=2``, ``scd_btcv:pruning.keep_ratio=1.0``,
+``unet3d:channels=[4,8]``. Several specs are joined by commas; a comma inside brackets or braces
+belongs to a value, and a piece that is ``key=value`` continues the spec before it::
+
+    --models "unet3d:channels=[4,8],num_res_units=1,dynunet3d"
+             -> unet3d {channels: [4, 8], num_res_units: 1}  and  dynunet3d {}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from medtoken.registry import get_config
+from medtoken.utils.errors import InputError
+
+__all__ = [
+    "BATCH_SIZE_KEY",
+    "ModelSpec",
+    "Sweep",
+    "check_input_size",
+    "parse_input_size",
+    "parse_spec",
+    "parse_specs",
+    "parse_sweep",
+    "resolve_config",
+    "split_top_level",
+]
+
+BATCH_SIZE_KEY = "batch_size"  # the one sweep key that changes the input, not the model
+INPUT_KEYS = ("in_channels", "roi_size")  # set from --input-size, never swept
+log = logging.getLogger(__name__)
+_OPEN, _CLOSE = "[{(", "]})"
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets/braces/parentheses; pieces are stripped."""
+    pieces, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth = max(depth - 1, 0)
+        elif char == sep and depth == 0:
+            pieces.append(text[start:i].strip())
+            start = i + 1
+    pieces.append(text[start:].strip())
+    return pieces
+
+
+def _parse_value(raw: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise InputError(where, f"cannot parse the value '{raw}' (values are read as YAML)") \
+            from None
+
+
+def _inline_yaml(value: Any) -> str:
+    """``value`` as one line of YAML (``[4, 8]``, ``0.5``, ``parallel``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def _is_override(piece: str) -> bool:
+    """``key=value`` (continues a spec) as opposed to ``preset`` or ``preset:key=value``."""
+    eq = piece.find("=")
+    colon = piece.find(":")
+    return eq > 0 and (colon < 0 or colon > eq)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A preset name with overrides (in the order given)."""
+
+    preset: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling, e.g. ``unet3d:channels=[4, 8]``."""
+        if not self.overrides:
+            return self.preset
+        parts = [f"{k}={_inline_yaml(v)}" for k, v in self.overrides]
+        return f"{self.preset}:{','.join(parts)}"
+
+    def with_override(self, key: str, value: Any) -> ModelSpec:
+        """A copy with ``key`` set to ``value`` (replacing an earlier override of ``key``)."""
+        kept = tuple((k, v) for k, v in self.overrides if k != key)
+        return ModelSpec(self.preset, (*kept, (key, value)))
+
+
+def _add_override(spec: ModelSpec, piece: str, where: str) -> ModelSpec:
+    key, _, raw = piece.partition("=")
+    key = key.strip()
+    if not key:
+        raise InputError(where, f"expected key=value in '{piece}'")
+    return spec.with_override(key, _parse_value(raw.strip(), where))
+
+
+def parse_specs(text: str, where: str = "--models") -> list[ModelSpec]:
+    """Parse comma-joined specs (see the module docstring); at least one is required."""
+    specs: list[ModelSpec] = []
+    for piece in split_top_level(text):
+        if not piece:
+            raise InputError(where, f"empty model spec in '{text}'")
+        if _is_override(piece):
+            if not specs:
+                raise InputError(where, f"'{piece}' is an override with no preset before it; "
+                                 "write PRESET:key=value")
+            specs[-1] = _add_override(specs[-1], piece, where)
+            continue
+        preset, _, first = piece.partition(":")
+        spec = ModelSpec(preset.strip())
+        if not spec.preset:
+            raise InputError(where, f"missing preset name in '{piece}'")
+        specs.append(_add_override(spec, first, where) if first.strip() else spec)
+    return specs
+
+
+def parse_spec(text: str, where: str = "--baseline") -> ModelSpec:
+    """Parse exactly one spec."""
+    specs = parse_specs(text, where)
+    if len(specs) != 1:
+        raise InputError(where, f"expected one model spec, got {len(specs)}: "
+                         + ", ".join(s.text for s in specs))
+    return specs[0]
+
+
+def parse_input_size(text: str, where: str = "--input-size") -> tuple[int, ...]:
+    """``B,C,D,H,W`` (3D) or ``B,C,H,W`` (2D) as a tuple of positive ints."""
+    try:
+        size = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise InputError(where, f"expected integers B,C,D,H,W or B,C,H,W, got '{text}'") from None
+    if len(size) not in (4, 5) or min(size) < 1:
+        raise InputError(where, f"expected 4 (B,C,H,W) or 5 (B,C,D,H,W) positive integers, got "
+                         f"'{text}'")
+    return size
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """``--sweep key=v1,v2,...``: one benchmark point per value."""
+
+    key: str
+    values: tuple[Any, ...]
+
+
+def parse_sweep(text: str, where: str = "--sweep") -> Sweep:
+    """Parse ``key=v1,v2,...`` (values as YAML; brackets protect commas: ``roi=[8,8],[16,16]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise InputError(where, f"expected key=v1,v2,..., got '{text}'")
+    values = tuple(_parse_value(v, where) for v in split_top_level(raw))
+    if any(v is None for v in values):
+        raise InputError(where, f"empty value in '{text}'")
+    if key.strip() in INPUT_KEYS:
+        raise InputError(where, f"'{key.strip()}' comes from --input-size; sweep batch_size or "
+                         "a model key, and run one benchmark per input size")
+    if key.strip() == BATCH_SIZE_KEY and not all(isinstance(v, int) and v > 0 for v in values):
+        raise InputError(where, f"batch_size values must be positive integers, got '{raw}'")
+    return Sweep(key.strip(), values)
+
+
+def resolve_config(spec: ModelSpec, input_size: Sequence[int], where: str = "--models") -> Any:
+    """The preset's config with the spec's overrides, ``in_channels`` and ``roi_size`` from the
+    input size ``(B, C, *S)``.
+
+    Raises:
+        InputError: unknown preset or key (the message lists the valid ones), a 2D input for a 3D
+            model (or the reverse), or a spatial size the model does not accept.
+    """
+    spatial = tuple(int(s) for s in input_size[2:])
+    try:
+        base = get_config(spec.preset)
+    except InputError as err:
+        raise InputError(where, err.problem) from None
+    if base.spatial_dims != len(spatial) and "spatial_dims" not in dict(spec.overrides):
+        raise InputError("--input-size", f"'{spec.preset}' is {base.spatial_dims}D but the input "
+                         f"size has {len(spatial)} spatial dims")
+    overrides = {**dict(spec.overrides), "in_channels": int(input_size[1]), "roi_size": spatial}
+    for key in INPUT_KEYS:
+        given = dict(spec.overrides).get(key)
+        if given is not None and (tuple(given) if isinstance(given, list) else given) \
+                != overrides[key]:
+            log.warning("%s: %s=%s is replaced by --input-size (%s=%s)", spec.text, key, given,
+                        key, overrides[key])
+    try:
+        return get_config(spec.preset, **overrides)
+    except InputError as err:
+        raise InputError(where, f"{spec.text}: {err.problem}") from None
+
+
+def check_input_size(model: Any, spec: ModelSpec, input_size: Sequence[int]) -> None:
+    """Raise :class:`InputError` when the spatial size is not a multiple of the model's."""
+    spatial = tuple(input_size[2:])
+    multiple = tuple(model.input_multiple)
+    if any(s % m for s, m in zip(spatial, multiple, strict=True)):
+        raise InputError("--input-size", f"{spec.text} needs spatial sizes divisible by "
+                         f"{'x'.join(map(str, multiple))}, got {'x'.join(map(str, spatial))}")
+

@@ -1,0 +1,193 @@
+"""What one timed step does in each benchmark mode.
+
+- ``infer``: ``eval()`` + ``torch.inference_mode()``, one forward of the batch as given;
+- ``train``: ``train()``, forward + backward + AdamW step with the loss the training loop uses
+  (MONAI DiceCE on the logits + ``sum(forward_with_aux(x, y).losses.values())``);
+- ``volume``: whole-case sliding-window prediction (Gaussian blending, softmax, argmax and the
+  copy of the labels back to the host) of one normalised case already in memory, so that reading
+  files is not timed. The number a user waits for per case, minus the file I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medtoken.utils.errors import InputError
+
+__all__ = [
+    "MODES",
+    "VolumeCases",
+    "Workload",
+    "amp_dtype",
+    "autocast",
+    "build_workload",
+    "load_volume_cases",
+    "make_batch",
+]
+
+MODES = ("infer", "train", "volume")
+TRAIN_LR = 1e-4  # any value works for timing; this is the training default's order of magnitude
+TRAIN_WEIGHT_DECAY = 1e-5
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype: float16 on CUDA (as the training loop), bfloat16 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for ``device`` with :func:`amp_dtype`, or a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype(device))
+
+
+@dataclass
+class Workload:
+    """One model's timed unit of work.
+
+    Attributes:
+        step: runs one unit; its argument is the repetition index (volume mode: which case).
+        items_per_step: samples per step (the batch size), or 1 case in volume mode.
+    """
+
+    step: Callable[[int], None]
+    items_per_step: int
+
+
+@dataclass
+class VolumeCases:
+    """Normalised whole cases held on the host, for volume mode."""
+
+    case_ids: list[str]
+    images: list[torch.Tensor]  # each (1, C, *S) float32
+
+    @property
+    def largest(self) -> int:
+        """Index of the case with the most voxels (used for the memory measurement)."""
+        return int(np.argmax([img.numel() for img in self.images]))
+
+
+def make_batch(input_size: Sequence[int], num_classes: int, device: torch.device,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random image ``(B, C, *S)`` and integer labels ``(B, 1, *S)`` on ``device``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(tuple(input_size), generator=gen)
+    y = torch.randint(0, num_classes, (input_size[0], 1, *input_size[2:]), generator=gen)
+    return x.to(device), y.to(device)
+
+
+def pick_case_ids(case_ids: Sequence[str], count: int) -> list[str]:
+    """``count`` case ids spread evenly over the sorted list (all of them if there are fewer)."""
+    ids = sorted(case_ids)
+    if count >= len(ids):
+        return ids
+    picks = np.linspace(0, len(ids) - 1, count).round().astype(int)
+    return [ids[i] for i in picks]
+
+
+def load_volume_cases(data: str | Path, count: int | None, in_channels: int,
+                      spatial_dims: int, case_ids: Sequence[str] | None = None) -> VolumeCases:
+    """Read and z-score (per case) ``count`` cases of the dataset at ``data``, or ``case_ids``.
+
+    Raises:
+        InputError: the folder is not a dataset, or its channels or dimensionality do not match
+            the models'.
+    """
+    from medtoken.data.datasets import load_dataset
+    from medtoken.data.io import read_image
+    from medtoken.data.preprocess import NormalizationPlan, normalize
+
+    info = load_dataset(data)
+    if info.num_channels != in_channels:
+        raise InputError("--data", f"{data} has {info.num_channels} channel(s) but --input-size "
+                         f"gives C={in_channels}")
+    if info.spatial_dims != spatial_dims:
+        raise InputError("--data", f"{data} is {info.spatial_dims}D but --input-size is "
+                         f"{spatial_dims}D")
+    ids = list(case_ids) if case_ids is not None else pick_case_ids(info.case_ids, count or 1)
+    plan = NormalizationPlan(("zscore",) * in_channels, (None,) * in_channels)
+    images = []
+    for case_id in ids:
+        image, _ = read_image(info.case(case_id).images)  # (C, *S)
+        images.append(torch.from_numpy(normalize(image, plan))[None])  # (1, C, *S)
+    return VolumeCases(ids, images)
+
+
+def _infer_workload(model: Any, x: torch.Tensor, amp: bool) -> Workload:
+    model.eval()
+
+    def step(_index: int) -> None:
+        with torch.inference_mode(), autocast(x.device, amp):
+            model(x)
+
+    return Workload(step, int(x.shape[0]))
+
+
+def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool) -> Workload:
+    from monai.losses import DiceCELoss
+
+    from medtoken.train.optim import build_optimizer
+
+    model.train()
+    optimizer = build_optimizer(model, TRAIN_LR, TRAIN_WEIGHT_DECAY)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and x.device.type == "cuda")
+
+    def step(_index: int) -> None:
+        with autocast(x.device, amp):
+            out = model.forward_with_aux(x, y)
+            loss = loss_fn(out.logits.float(), y) + sum(out.losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return Workload(step, int(x.shape[0]))
+
+
+def _volume_workload(model: Any, cases: VolumeCases, device: torch.device, amp: bool,
+                     overlap: float, sw_batch_size: int) -> Workload:
+    from medtoken.inference.sliding_window import predict_probabilities
+
+    model.eval()
+    roi = model.fixed_input_size or model.config.roi_size
+
+    def step(index: int) -> None:
+        image = cases.images[index % len(cases.images)].to(device)  # (1, C, *S)
+        with autocast(device, amp):
+            probs = predict_probabilities(model, image, roi, overlap=overlap,
+                                          sw_batch_size=sw_batch_size)  # (1, K, *S)
+        probs.argmax(1).cpu()
+
+    return Workload(step, 1)
+
+
+def build_workload(model: Any, mode: str, input_size: Sequence[int], device: torch.device,
+                   amp: bool = False, cases: VolumeCases | None = None,
+                   overlap: float = 0.5) -> Workload:
+    """The timed step of ``model`` (already on ``device``) in ``mode``.
+
+    Args:
+        input_size: ``(B, C, *S)``; in volume mode ``B`` is the sliding-window batch size and
+            ``S`` the window.
+        cases: the cases of volume mode.
+        overlap: sliding-window overlap (volume mode).
+    """
+    if mode == "volume":
+        if cases is None:
+            raise ValueError("volume mode needs cases")
+        return _volume_workload(model, cases, device, amp, overlap, int(input_size[0]))
+    x, y = make_batch(input_size, model.num_classes, device)
+    if mode == "infer":
+        return _infer_workload(model, x, amp)
+    if mode == "train":
+        return _train_workload(model, x, y, amp)
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

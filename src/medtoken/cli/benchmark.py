@@ -1,0 +1,91 @@
+"""Time, measure and compare models side by side (latency, throughput, memory, FLOPs).
+
+Examples::
+
+    medtoken benchmark --models scd_btcv,unetr_btcv --baseline monai_unetr3d \\
+        --input-size 1,1,96,96,96 --mode infer --device cuda --amp
+    medtoken benchmark --models "unet3d:channels=[8,16]" --input-size 2,1,32,32,32 \\
+        --sweep batch_size=1,2,4
+    medtoken benchmark --models unet3d --input-size 2,1,40,56,40 --mode volume \\
+        --data ../shared/data/msd_hippocampus --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+_DEFAULT_OUT = "benchmark-results"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", required=True, metavar="SPEC[,SPEC...]",
+                   help="presets with optional overrides: 'tmunet_b:mstm.mlstm_mode=parallel,"
+                   "num_classes=2' (values are YAML, nested keys dotted)")
+    p.add_argument("--baseline", metavar="SPEC", help="model the others are compared with")
+    p.add_argument("--input-size", required=True, metavar="B,C,D,H,W|B,C,H,W",
+                   help="C and the spatial size set the models' in_channels and roi_size; in "
+                   "volume mode B is the sliding-window batch and the spatial size the window")
+    p.add_argument("--mode", choices=("infer", "train", "volume"), default="infer",
+                   help="infer: eval forward; train: forward+backward+step; volume: "
+                   "whole-case sliding-window time on --data (default: infer)")
+    p.add_argument("--repeats", type=int, default=20, metavar="N",
+                   help="timed steps per model, interleaved; volume mode: cases (default: 20)")
+    p.add_argument("--warmup", type=int, default=5, metavar="N",
+                   help="untimed steps per model first (default: 5)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--amp", action="store_true",
+                   help="autocast (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N)")
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...",
+                   help="one point per value: batch_size, or a model config key (applied to "
+                   "--models; the baseline stays as it is)")
+    p.add_argument("--data", metavar="PATH", help="dataset folder for --mode volume")
+    p.add_argument("--overlap", type=float, default=0.5,
+                   help="sliding-window overlap in volume mode (default: 0.5)")
+    p.add_argument("--memory", choices=("isolated", "inprocess", "off"), default="isolated",
+                   help="peak memory: a fresh process per model on CPU (isolated, default), a "
+                   "sampled in-process estimate, or off")
+    p.add_argument("--out", default=_DEFAULT_OUT, metavar="DIR",
+                   help=f"folder for results.json/.csv/.md and charts (default: {_DEFAULT_OUT})")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The full command line, every option spelled out, to reproduce the run."""
+    parts = ["medtoken", "benchmark", "--models", args.models]
+    if args.baseline:
+        parts += ["--baseline", args.baseline]
+    parts += ["--input-size", args.input_size, "--mode", args.mode, "--repeats",
+              str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
+    parts += ["--amp"] if args.amp else []
+    parts += ["--threads", str(args.threads)] if args.threads else []
+    parts += ["--sweep", args.sweep] if args.sweep else []
+    if args.mode == "volume":
+        parts += ["--data", str(args.data), "--overlap", str(args.overlap)]
+    parts += ["--memory", args.memory, "--out", args.out]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medtoken.benchmark.report import write_results
+    from medtoken.benchmark.runner import BenchmarkSettings, run_benchmark
+    from medtoken.benchmark.spec import parse_input_size, parse_spec, parse_specs, parse_sweep
+    from medtoken.utils.errors import InputError
+
+    if args.mode == "volume" and not args.data:
+        raise InputError("--data", "--mode volume needs a dataset folder")
+    try:
+        settings = BenchmarkSettings(
+            input_size=parse_input_size(args.input_size), mode=args.mode, repeats=args.repeats,
+            warmup=args.warmup, device=args.device, amp=args.amp, threads=args.threads,
+            data=args.data, overlap=args.overlap, memory=args.memory)
+    except ValueError as err:
+        raise InputError(None, str(err)) from None
+    records = run_benchmark(parse_specs(args.models),
+                            settings,
+                            baseline=parse_spec(args.baseline) if args.baseline else None,
+                            sweep=parse_sweep(args.sweep) if args.sweep else None)
+    paths = write_results(records, args.out, command_line(args))
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,103 @@
+"""Draw pictures: prediction overlays, training curves, accuracy-vs-speed (Pareto) plots.
+
+Each picture is a sub-command with an ``_add_<name>(parser)`` and a ``_run_<name>(args)``
+function, registered in ``PLOTS``; adding a picture means adding those two and one entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from medtoken.utils.errors import InputError
+
+
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="PNG to write")
+
+
+def _add_overlay(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", required=True, nargs="+", metavar="CASE",
+                   help="image file (or one file per channel)")
+    p.add_argument("--label", metavar="GT", help="reference label map (green contours)")
+    p.add_argument("--pred", metavar="PRED", help="predicted label map (red contours)")
+    _add_out(p)
+
+
+def _run_overlay(args: argparse.Namespace) -> str:
+    from medtoken.data.io import read_image, read_label
+    from medtoken.plots.overlay import plot_overlay
+
+    image, _ = read_image(args.image)
+    maps = {}
+    for flag, path in (("--label", args.label), ("--pred", args.pred)):
+        if path:
+            labels, _ = read_label(path)
+            if labels.shape != image.shape[1:]:
+                raise InputError(path, f"{flag} shape {labels.shape} differs from the image "
+                                 f"shape {image.shape[1:]}")
+            maps[flag] = labels
+    return str(plot_overlay(image, args.out, reference=maps.get("--label"),
+                            prediction=maps.get("--pred"), title=str(args.image[0])))
+
+
+def _add_curves(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", dest="run_dir", required=True, metavar="RUN_DIR",
+                   help="training run folder (holding log.csv)")
+    _add_out(p)
+
+
+def _run_curves(args: argparse.Namespace) -> str:
+    from medtoken.plots.curves import plot_training_curves
+
+    return str(plot_training_curves(args.run_dir, args.out))
+
+
+def _add_pareto(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, metavar="results.json",
+                   help="results.json of medtoken benchmark")
+    p.add_argument("--summaries", required=True, nargs="+", metavar="NAME=summary.json",
+                   help="per model: its benchmark label, spec or preset = summary.json of "
+                   "medtoken evaluate")
+    p.add_argument("--mode", choices=("infer", "train", "volume"),
+                   help="use the benchmark records of this mode (when results.json has several)")
+    _add_out(p)
+
+
+def _run_pareto(args: argparse.Namespace) -> str:
+    from medtoken.plots.pareto import load_pareto_points, plot_pareto
+
+    summaries = {}
+    for item in args.summaries:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name or not path:
+            raise InputError("--summaries", f"expected NAME=summary.json, got '{item}'")
+        summaries[name] = path
+    points = load_pareto_points(args.results, summaries, mode=args.mode)
+    return str(plot_pareto(points, args.out))
+
+
+# picture name -> (help, add_arguments, run returning the written path)
+PLOTS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                       Callable[[argparse.Namespace], str]]] = {
+    "overlay": ("reference and prediction contours over image slices", _add_overlay,
+                _run_overlay),
+    "curves": ("training loss, validation Dice per class and learning rate of a run",
+               _add_curves, _run_curves),
+    "pareto": ("foreground Dice against benchmark throughput, one point per model",
+               _add_pareto, _run_pareto),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="picture", required=True, metavar="PICTURE")
+    for name, (help_text, add, run_fn) in PLOTS.items():
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        add(q)
+        q.set_defaults(plot_run=run_fn)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.plot_run(args)
+    print(f"wrote {path}")
+    return 0

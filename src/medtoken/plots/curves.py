@@ -1,0 +1,101 @@
+"""Training curves from a run folder's ``log.csv``: loss, validation Dice per class, learning rate.
+
+``log.csv`` has one row per epoch with the columns ``epoch, step, loss, [model extras],
+val_dice_<class>..., val_mean_fg_dice, lr, seconds``; the validation columns are empty on epochs
+without validation. Model extras (codebook usage, ...) get a panel of their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from medtoken.plots.charts import pyplot, save_figure
+from medtoken.utils.errors import InputError
+
+__all__ = ["plot_training_curves", "read_log"]
+
+_FIXED = ("epoch", "step", "loss", "val_mean_fg_dice", "lr", "seconds")
+_DICE_PREFIX = "val_dice_"
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_log(path: str | Path) -> dict[str, list[float]]:
+    """Columns of ``log.csv`` as floats (NaN where empty).
+
+    Raises:
+        InputError: the file is missing, empty, or lacks the ``epoch`` and ``loss`` columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file (a training run folder has log.csv)")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise InputError(path, "has no rows yet (no epoch finished)")
+    columns = list(rows[0].keys())
+    missing = [c for c in ("epoch", "loss") if c not in columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}; found "
+                         + ", ".join(columns))
+    return {c: [_number(r.get(c)) for r in rows] for c in columns}
+
+
+def _validated(epochs: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """Only the epochs that have a value (validation runs every few epochs)."""
+    pairs = [(e, v) for e, v in zip(epochs, values, strict=True) if not math.isnan(v)]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
+    """Write a PNG with the loss, validation Dice per class (and the mean) and the lr per epoch.
+
+    Args:
+        run_dir: a training run folder (or its ``log.csv``).
+        out: the PNG to write.
+    """
+    run = Path(run_dir)
+    log = read_log(run if run.suffix == ".csv" else run / "log.csv")
+    epochs = log["epoch"]
+    dice = [c for c in log if c.startswith(_DICE_PREFIX)]
+    extras = [c for c in log if c not in _FIXED and c not in dice]
+    panels = ["loss", "dice", "lr"] + (["extras"] if extras else [])
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    ax = dict(zip(panels, axes[0], strict=True))
+    ax["loss"].plot(epochs, log["loss"], color="tab:blue")
+    ax["loss"].set_title("training loss")
+    for column in dice:
+        ax["dice"].plot(*_validated(epochs, log[column]), marker=".",
+                        label=column.removeprefix(_DICE_PREFIX))
+    if "val_mean_fg_dice" in log:
+        ax["dice"].plot(*_validated(epochs, log["val_mean_fg_dice"]), color="black",
+                        linestyle="--", linewidth=2, label="mean foreground")
+    ax["dice"].set_title("validation Dice")
+    ax["dice"].set_ylim(0, 1)
+    if dice or "val_mean_fg_dice" in log:
+        ax["dice"].legend(fontsize=8)
+    if "lr" in log:
+        ax["lr"].plot(epochs, log["lr"], color="tab:orange")
+    ax["lr"].set_title("learning rate")
+    for column in extras:
+        ax["extras"].plot(epochs, log[column], label=column)
+    if extras:
+        ax["extras"].set_title("model extras")
+        ax["extras"].legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in axes[0]:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+    fig.suptitle(f"training curves: {run.name}")
+    fig.tight_layout()
+    return save_figure(fig, out)

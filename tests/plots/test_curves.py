@@ -1,0 +1,56 @@
+"""Training curves from log.csv, through the library and ``medtoken plot curves``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medtoken.cli.main import main
+from medtoken.plots.curves import plot_training_curves, read_log
+from medtoken.utils.errors import InputError
+from tests.plots.test_charts import assert_real_png
+
+# validation every 2nd epoch; first-seen column order puts the val columns after lr/seconds
+LOG = """epoch,step,loss,codebook_usage,lr,seconds,val_dice_anterior,val_dice_posterior,\
+val_mean_fg_dice
+1,10,0.9,0.5,0.001,1.0,,,
+2,20,0.7,0.6,0.0009,2.0,0.3,0.2,0.25
+3,30,0.6,0.7,0.0007,3.0,,,
+4,40,0.5,0.8,0.0004,4.0,0.6,0.5,0.55
+"""
+
+
+def _run_dir(tmp_path: Path, text: str = LOG) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text(text)
+    return run
+
+
+def test_read_log_gives_nan_for_epochs_without_validation(tmp_path: Path) -> None:
+    log = read_log(_run_dir(tmp_path) / "log.csv")
+    assert log["epoch"] == [1.0, 2.0, 3.0, 4.0]
+    assert log["val_mean_fg_dice"][1] == 0.25
+    assert log["val_mean_fg_dice"][0] != log["val_mean_fg_dice"][0]  # NaN
+
+
+def test_cli_plot_curves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI path covers the library function (one rendering keeps the test quick)."""
+    run = _run_dir(tmp_path)
+    assert main(["plot", "curves", "--run", str(run), "-o", str(tmp_path / "c.png")]) == 0
+    assert "c.png" in capsys.readouterr().out
+    assert_real_png(tmp_path / "c.png")
+
+
+@pytest.mark.parametrize(("text", "message"), [(None, "no such file"),
+                                               ("epoch,step,loss\n", "has no rows"),
+                                               ("step,lr\n1,0.1\n", "missing column")])
+def test_bad_logs_are_input_errors(tmp_path: Path, text: str | None, message: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    if text is not None:
+        (run / "log.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        plot_training_curves(run, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

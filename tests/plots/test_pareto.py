@@ -1,0 +1,81 @@
+"""Dice against throughput: pairing results with summaries, the front, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medtoken.cli.main import main
+from medtoken.plots.pareto import ParetoPoint, load_pareto_points, pareto_front
+from medtoken.utils.errors import InputError
+from tests.plots.test_charts import assert_real_png
+
+
+def _files(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    records = [
+        {"model": "scd_btcv", "spec": "scd_btcv", "label": "scd_btcv", "mode": "infer",
+         "throughput_per_s": 400.0},
+        {"model": "unetr_btcv", "spec": "unetr_btcv", "label": "unetr_btcv", "mode": "infer",
+         "throughput_per_s": 10.0},
+        {"model": "unetr_btcv", "spec": "unetr_btcv", "label": "unetr_btcv", "mode": "train",
+         "throughput_per_s": 3.0},
+    ]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(records))
+    summaries = {}
+    for name, dice in (("scd_btcv", 0.80), ("unetr_btcv", 0.82)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"foreground_mean": {"Dice": dice}}))
+        summaries[name] = str(path)
+    return results, summaries
+
+
+def test_load_points_pairs_names_with_records(tmp_path: Path) -> None:
+    results, summaries = _files(tmp_path)
+    points = load_pareto_points(results, summaries, mode="infer")
+    assert points == [ParetoPoint("scd_btcv", 400.0, 0.80, "infer"),
+                      ParetoPoint("unetr_btcv", 10.0, 0.82, "infer")]
+
+
+def test_names_match_specs_however_they_are_spaced(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"model": "unet3d", "spec": "unet3d:channels=[4, 8]",
+                                    "label": "unet3d:channels=[4, 8]", "mode": "infer",
+                                    "throughput_per_s": 5.0}]))
+    summary = tmp_path / "s.json"
+    summary.write_text(json.dumps({"foreground_mean": {"Dice": 0.5}}))
+    (point,) = load_pareto_points(results, {"unet3d:channels=[4,8]": summary})
+    assert point.throughput == 5.0 and point.dice == 0.5
+
+
+def test_ambiguous_name_needs_a_mode(tmp_path: Path) -> None:
+    results, summaries = _files(tmp_path)
+    with pytest.raises(InputError, match="matches 2 records"):
+        load_pareto_points(results, summaries)
+
+
+def test_unknown_name_and_bad_summary(tmp_path: Path) -> None:
+    results, summaries = _files(tmp_path)
+    with pytest.raises(InputError, match="no record for 'nope'"):
+        load_pareto_points(results, {"nope": summaries["scd_btcv"]}, mode="infer")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(InputError, match=r"foreground_mean\.Dice"):
+        load_pareto_points(results, {"scd_btcv": str(bad)}, mode="infer")
+
+
+def test_pareto_front_drops_dominated_points() -> None:
+    points = [ParetoPoint("a", 10, 0.9), ParetoPoint("b", 20, 0.8), ParetoPoint("c", 5, 0.7),
+              ParetoPoint("d", 20, 0.85)]
+    assert [p.name for p in pareto_front(points)] == ["a", "d"]
+
+
+def test_cli_plot_pareto(tmp_path: Path) -> None:
+    """Covers plot_pareto too, with a log throughput axis (400 vs 10 items/s)."""
+    results, summaries = _files(tmp_path)
+    argv = ["plot", "pareto", "--results", str(results), "--mode", "infer", "--summaries",
+            *[f"{k}={v}" for k, v in summaries.items()], "-o", str(tmp_path / "p.png")]
+    assert main(argv) == 0
+    assert_real_png(tmp_path / "p.png")
