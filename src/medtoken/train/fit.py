@@ -225,7 +225,8 @@ class _Trainer:
 
             bar = tqdm(total=self.cfg.steps_per_epoch, desc=f"epoch {self.epoch + 1}",
                        leave=False, unit="step")
-        for _ in range(self.cfg.steps_per_epoch):
+        end_step = (self.epoch + 1) * self.cfg.steps_per_epoch  # a resumed epoch finishes its rest
+        while self.schedule.step_count < end_step:
             start = time.perf_counter()
             losses.append(self.train_step(self.schedule.step_count))
             self.schedule.step(time.perf_counter() - start)

@@ -1,0 +1,79 @@
+"""fit(): resumable to the exact same weights, signal stop with checkpoint, budgets."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.train.checkpoint import load_checkpoint
+from medtoken.train.config import TrainConfig
+from medtoken.train.fit import fit
+from medtoken.utils.errors import InputError
+
+TINY = {"channels": [4, 8]}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("fit") / "d", num_cases=5, seed=3)
+
+
+def _cfg(data: Path, **kw) -> TrainConfig:
+    base = {"data": str(data), "model": "unet3d", "fold": "0", "patch_size": (16, 16, 16),
+            "batch_size": 1, "steps_per_epoch": 2, "val_every": 100, "warmup_steps": 1}
+    return TrainConfig(**{**base, **kw})
+
+
+def _interrupt_at(monkeypatch, call: int) -> dict[str, int]:
+    """Make the training loop receive SIGTERM during its ``call``-th step."""
+    from medtoken.train import fit as fit_module
+
+    calls = {"n": 0}
+    original = fit_module._Trainer.train_step
+
+    def step_then_signal(self, step: int) -> float:
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, step)
+
+    monkeypatch.setattr(fit_module._Trainer, "train_step", step_then_signal)
+    return calls
+
+
+def test_sigterm_checkpoint_then_resume_gives_identical_weights(data: Path, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    fit(_cfg(data, epochs=3), tmp_path / "straight", TINY, device="cpu")
+    with monkeypatch.context() as m:
+        calls = _interrupt_at(m, 3)
+        result = fit(_cfg(data, epochs=3), tmp_path / "resumed", TINY, device="cpu")
+    assert result.interrupted_by == "SIGTERM" and calls["n"] == 3
+    state = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")
+    assert (state["epoch"], state["step"]) == (1, 3)  # mid-epoch state, saved on the signal
+    assert not (tmp_path / "resumed" / "validation").exists()
+    fit(_cfg(data, epochs=3), tmp_path / "resumed", TINY, device="cpu", resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")
+    assert a["step"] == b["step"] == 6
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6)
+    rows = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+def test_resume_with_other_config_is_refused(data: Path, tmp_path: Path) -> None:
+    fit(_cfg(data, epochs=1), tmp_path / "r", TINY, device="cpu")
+    with pytest.raises(InputError, match="different configuration"):
+        fit(_cfg(data, epochs=2, lr=0.5), tmp_path / "r", TINY, device="cpu", resume=True)
+
+
+def test_max_steps_budget_and_patch_check(data: Path, tmp_path: Path) -> None:
+    result = fit(_cfg(data, epochs=50, max_steps=3), tmp_path / "m", TINY, device="cpu")
+    assert result.steps_done == 3
+    with pytest.raises(InputError, match="not divisible"):
+        fit(_cfg(data, patch_size=(15, 16, 16)), tmp_path / "p", TINY, device="cpu")
