@@ -12,8 +12,14 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_one_thread():
+    """Seed torch, and use one thread: tiny tensors gain nothing from two, and oversubscribed
+    cores (a busy CI machine) make multi-threaded tiny ops several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 def shared_dataset(name: str) -> Path:
