@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,15 +15,6 @@ from medtoken.layers.mlstm import (
     mlstm_recurrent,
     mlstm_step,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # many tiny ops: a second thread only adds synchronisation on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_preact: torch.Tensor,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,6 @@ import torch.nn.functional as F
 
 from medtoken.models.tmunet import TMUNet, TMUNetConfig
 from medtoken.registry import create_model, get_config
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _num_params(model: torch.nn.Module) -> int:

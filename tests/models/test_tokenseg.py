@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -33,14 +33,6 @@ from medtoken.tokens.selection import boundary_hit_fraction
 REFERENCE_PATCH = (64, 160, 160)
 REFERENCE_GRIDS = ((4, 5, 5),) * 4
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from threads; on a shared CPU, OpenMP barriers cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(name: str, **overrides: object) -> TokenSeg:
