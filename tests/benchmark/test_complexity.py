@@ -44,3 +44,10 @@ def test_token_info_keeps_token_entries_json_ready() -> None:
     tokens = token_info(info)
     assert tokens == {"tokens_per_stage": [216, 108], "kept_token_idx": {"shape": [2, 100]},
                       "num_tokens": 54}
+
+
+def test_cpu_attention_is_counted() -> None:
+    # (B, heads, N, d) = (1, 2, 64, 16): QK^T and AV are 2 * (B*h*N*N*d) MACs = 4 * B*h*N*N*d FLOPs
+    q = torch.randn(1, 2, 64, 16)
+    flops = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    assert flops == 4 * 1 * 2 * 64 * 64 * 16

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["FLOP_COUNTER", "count_flops", "count_parameters", "token_info"]
@@ -21,9 +22,29 @@ FLOP_COUNTER = (f"torch.utils.flop_counter.FlopCounterMode (torch {torch.__versi
 MAX_LISTED_ELEMENTS = 64  # tensors larger than this are recorded by shape, not by value
 
 
+def _sdpa_cpu_flop(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any,
+                   out_shape: Any = None, **kwargs: Any) -> int:
+    return int(flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape))
+
+
+def _sdpa_cpu_backward_flop(grad_out_shape: Any, query_shape: Any, key_shape: Any,
+                            value_shape: Any, *args: Any, out_shape: Any = None,
+                            **kwargs: Any) -> int:
+    return int(flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
+                                                     value_shape))
+
+
+# The CPU flash-attention kernels are missing from torch's FLOP registry (2.13); they share the
+# CUDA kernels' argument layout, so they are counted with the same formulas.
+CPU_ATTENTION_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flop,
+}
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs counted while ``fn()`` runs (forward and, if ``fn`` calls it, backward)."""
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FORMULAS) as counter:
         fn()
     return int(counter.get_total_flops())
 
