@@ -11,9 +11,7 @@ Files written by :func:`write_results` (all atomically):
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
 import platform
 import socket
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 
 from medtoken.utils.atomic import atomic_write_text
+from medtoken.utils.tables import rows_to_csv
 
 __all__ = ["add_baseline_ratios", "environment", "markdown_report", "write_results"]
 
@@ -116,15 +115,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 def csv_text(records: Sequence[dict[str, Any]]) -> str:
     """The records as CSV (columns: union of the flattened keys, first-seen order)."""
-    rows = [_flatten(r) for r in records]
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return rows_to_csv([_flatten(r) for r in records])
 
 
 def _fmt(value: Any, spec: str) -> str:

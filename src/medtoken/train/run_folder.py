@@ -12,7 +12,6 @@ Layout::
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from medtoken.train.config import TrainConfig
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
+from medtoken.utils.tables import rows_to_csv
 
 __all__ = ["RunFolder"]
 
@@ -87,11 +87,4 @@ class RunFolder:
 
     def write_log(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite ``log.csv`` atomically; columns are the rows' keys in first-seen order."""
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.log, buf.getvalue())
+        atomic_write_text(self.log, rows_to_csv(rows))

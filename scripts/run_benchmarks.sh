@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The standard CPU comparisons behind docs/benchmarks.md. Every run is one `medtoken benchmark`
+# call writing results.json/.csv/.md and chart.png into its own folder under $OUT.
+#
+#   scripts/run_benchmarks.sh                  # all comparisons, into benchmark-cpu/
+#   OUT=/tmp/bm scripts/run_benchmarks.sh scd  # a subset: scd scd_small tmunet tokenseg volume
+#   DRY_RUN=1 scripts/run_benchmarks.sh        # print the commands only
+#
+# Environment: OUT (benchmark-cpu), REPEATS (5), WARMUP (2), THREADS (2), DATA
+# (../shared/data), MEDTOKEN (default .venv/bin/medtoken), DRY_RUN=1.
+# Models run interleaved (A B A B ...) so that machine drift hits all of them equally; ratios
+# are the numbers to quote. For the GPU, see scripts/gpu_benchmark.sh.
+set -euo pipefail
+
+OUT=${OUT:-benchmark-cpu}
+REPEATS=${REPEATS:-5}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-2}
+DATA=${DATA:-../shared/data}
+if [[ -z "${MEDTOKEN:-}" ]]; then
+    if [[ -x .venv/bin/medtoken ]]; then MEDTOKEN=.venv/bin/medtoken; else MEDTOKEN=medtoken; fi
+fi
+
+bench() {  # bench NAME MODE MODELS BASELINE INPUT_SIZE [EXTRA...]
+    local name=$1 mode=$2 models=$3 baseline=$4 size=$5
+    shift 5
+    local cmd=("$MEDTOKEN" benchmark --models "$models" --baseline "$baseline"
+               --input-size "$size" --mode "$mode" --device cpu --threads "$THREADS"
+               --repeats "$REPEATS" --warmup "$WARMUP" --out "$OUT/$name-$mode" "$@")
+    echo "+ ${cmd[*]}" >&2
+    if [[ "${DRY_RUN:-0}" != 1 ]]; then
+        "${cmd[@]}"
+    fi
+}
+
+run_scd() {  # the paper's setting: ViT-B patch 8 at 96^3, 14 classes
+    for mode in infer train; do
+        bench scd "$mode" "scd_btcv,monai_unetr3d:num_classes=14" unetr_btcv 1,1,96,96,96
+    done
+}
+
+run_scd_small() {  # the CPU-sized pairs trained on Hippocampus and BUSI
+    for mode in infer train; do
+        bench scd_hippo "$mode" scd_hippo unetr_hippo 1,1,40,56,40
+        bench scd_busi "$mode" scd_busi unetr_busi 1,1,256,256
+    done
+}
+
+run_tmunet() {  # chunkwise (linear) against the released parallel (quadratic) mLSTM form
+    bench tmunet infer "tmunet_b:mstm.mlstm_mode=parallel" "tmunet_b" 1,3,512,512
+    bench tmunet_small infer tmunet_s unet2d 1,1,256,256
+}
+
+run_tokenseg() {  # against nnU-Net's 3D U-Net on the reference patch
+    bench tokenseg infer "tokenseg3d,tokenseg3d_sparse,tokenseg3d_fast" dynunet3d 1,1,64,160,160
+}
+
+run_volume() {  # what a user waits for: whole-case sliding-window prediction on Hippocampus
+    if [[ -d "$DATA/msd_hippocampus" ]]; then
+        bench volume volume "scd_hippo,unetr_hippo,tmunet3d_s" unet3d 1,1,40,56,40 \
+            --data "$DATA/msd_hippocampus"
+    else
+        echo "skipping volume: $DATA/msd_hippocampus not found" >&2
+    fi
+}
+
+selected=("$@")
+if [[ ${#selected[@]} -eq 0 ]]; then selected=(scd scd_small tmunet tokenseg volume); fi
+for comparison in "${selected[@]}"; do
+    case "$comparison" in
+        scd|scd_small|tmunet|tokenseg|volume) "run_$comparison" ;;
+        *) echo "unknown comparison '$comparison'" >&2; exit 2 ;;
+    esac
+done
