@@ -1,4 +1,4 @@
-"""Draw pictures: prediction overlays, training curves, accuracy-vs-speed (Pareto) plots.
+"""Draw pictures: prediction overlays, training curves, accuracy-vs-speed plots, kept tokens.
 
 Each picture is a sub-command with an ``_add_<name>(parser)`` and a ``_run_<name>(args)``
 function, registered in ``PLOTS``; adding a picture means adding those two and one entry.
@@ -77,6 +77,40 @@ def _run_pareto(args: argparse.Namespace) -> str:
     return str(plot_pareto(points, args.out))
 
 
+def _add_tokens(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint of an SCD or "
+                   "TokenSeg model")
+    p.add_argument("-i", "--input", required=True, nargs="+", metavar="CASE",
+                   help="image file (or one file per channel)")
+    p.add_argument("--slice", type=int, help="3D: slice along the last axis (default: the one "
+                   "with most kept tokens)")
+    _add_out(p)
+
+
+def _run_tokens(args: argparse.Namespace) -> str:
+    import torch
+
+    from medtoken.data.io import read_image
+    from medtoken.data.preprocess import NormalizationPlan, normalize
+    from medtoken.plots.tokens import center_window, plot_token_maps, token_maps
+    from medtoken.train.checkpoint import load_model_checkpoint
+
+    loaded = load_model_checkpoint(args.model)
+    model = loaded.model
+    image, _ = read_image(args.input)
+    if image.shape[0] != model.in_channels:
+        raise InputError(args.input[0], f"has {image.shape[0]} channel(s); the model expects "
+                         f"{model.in_channels}")
+    roi = model.fixed_input_size or model.config.roi_size
+    window = center_window(image, roi)  # (C, *roi): the window the model sees
+    x = normalize(window, NormalizationPlan.from_dict(loaded.dataset["normalization"]))
+    with torch.inference_mode():
+        info = model.forward_with_aux(torch.from_numpy(x)[None]).info
+    maps = token_maps(info, roi)
+    return str(plot_token_maps(window, maps, args.out, title=str(args.input[0]),
+                               slice_index=args.slice))
+
+
 # picture name -> (help, add_arguments, run returning the written path)
 PLOTS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                        Callable[[argparse.Namespace], str]]] = {
@@ -86,6 +120,8 @@ PLOTS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                _add_curves, _run_curves),
     "pareto": ("foreground Dice against benchmark throughput, one point per model",
                _add_pareto, _run_pareto),
+    "tokens": ("which tokens each stage of an SCD or TokenSeg model kept, over the image",
+               _add_tokens, _run_tokens),
 }
 
 
