@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from medtoken.config import from_dict, to_dict
+from medtoken.config import from_dict
 from medtoken.registry import build_model, family_config_class
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
@@ -119,7 +119,3 @@ def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     model = build_from_state(state, file).to(device).eval()
     return LoadedModel(model=model, state=state, path=file)
 
-
-def model_config_dict(model: Any) -> dict[str, Any]:
-    """The model's config as stored in checkpoints."""
-    return to_dict(model.config)

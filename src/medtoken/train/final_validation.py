@@ -16,6 +16,7 @@ from medtoken.inference.predict import predict_cases
 from medtoken.metrics.evaluate import evaluate_pairs
 from medtoken.train.checkpoint import load_model_checkpoint
 from medtoken.train.run_folder import RunFolder
+from medtoken.utils.errors import InputError
 
 __all__ = ["final_validation"]
 
@@ -28,12 +29,13 @@ def final_validation(run: RunFolder, info: DatasetInfo, val_ids: Sequence[str],
     loaded = load_model_checkpoint(run.root)
     cases = [info.case(c) for c in val_ids]
     report = predict_cases(loaded, cases, run.validation)
-    by_case = {p.name: p for p in report.written}
-    pairs = []
-    for case in cases:
-        assert case.label is not None
-        pred = next(p for name, p in by_case.items() if name.startswith(case.case_id + "."))
-        pairs.append((pred, case.label))
+    if report.failed:
+        case_id, problem = report.failed[0]
+        raise InputError(None, f"final validation: case {case_id} could not be predicted "
+                         f"({problem})")
+    # predict_cases writes one file per case, in order, when none failed
+    pairs = [(pred, case.label) for pred, case in zip(report.written, cases, strict=True)
+             if case.label is not None]
     labels = sorted(k for k in info.labels if k != 0)
     summary = evaluate_pairs(pairs, labels, nsd_tolerance_mm, run.validation / "summary.json")
     log.info("validation (%d cases, %s): foreground mean Dice %.4f", len(pairs),
