@@ -95,6 +95,23 @@ def test_model_key_sweep_leaves_the_baseline_alone(tmp_path: Path) -> None:
     assert swept[0]["params"] < swept[1]["params"]
 
 
+def test_spatial_size_sweep_changes_the_input_of_every_model(tmp_path: Path) -> None:
+    records = _run(tmp_path, "--models", "mstm_layer_test,mstm_layer_test:mstm.mlstm_mode=parallel",
+                   "--input-size", "1,1,8,8", "--sweep", "spatial_size=[8,8],[8,16]")
+    assert [r["input_size"] for r in records] == [[1, 1, 8, 8]] * 2 + [[1, 1, 8, 16]] * 2
+    assert all(r["config"]["roi_size"] == r["input_size"][2:] for r in records)
+    first, second = records[0], records[2]  # chunkwise at 64 and 128 tokens
+    assert second["gflops"] == pytest.approx(2 * first["gflops"], rel=0.25)
+    _check_png(tmp_path / "sweep.png")
+
+
+def test_spatial_size_sweep_must_match_the_input_dims(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["benchmark", "--models", "mstm_layer_test", "--input-size", "1,1,8,8",
+                 "--sweep", "spatial_size=[8,8,8]", *QUICK, "--out", str(tmp_path)])
+    assert code == 2 and "has 3 dims but --input-size has 2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--models", "unet3d:chanels=[4,8]"], "unknown key 'chanels'; valid keys: channels"),
     (["--models", "nosuchmodel"], "unknown model preset 'nosuchmodel'"),

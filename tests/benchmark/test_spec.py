@@ -76,8 +76,13 @@ def test_parse_sweep_values_are_yaml() -> None:
     assert parse_sweep("pruning.keep_ratio=0.1,0.5,1").values == (0.1, 0.5, 1)
 
 
+def test_parse_sweep_spatial_size_values_are_tuples() -> None:
+    assert parse_sweep("spatial_size=[8,8],[8,16]").values == ((8, 8), (8, 16))
+
+
 @pytest.mark.parametrize("text", ["batch_size", "=1,2", "batch_size=0,2", "batch_size=a",
-                                  "roi_size=[8,8,8],[16,16,16]"])
+                                  "roi_size=[8,8,8],[16,16,16]", "spatial_size=8,16",
+                                  "spatial_size=[8],[16]", "spatial_size=[8,0]"])
 def test_parse_sweep_rejects(text: str) -> None:
     with pytest.raises(InputError, match="--sweep"):
         parse_sweep(text)

@@ -27,6 +27,7 @@ from medtoken.benchmark.memory import MEMORY_METHODS, MemoryJob, measure_peak_me
 from medtoken.benchmark.report import add_baseline_ratios, environment
 from medtoken.benchmark.spec import (
     BATCH_SIZE_KEY,
+    SPATIAL_SIZE_KEY,
     ModelSpec,
     Sweep,
     check_input_size,
@@ -44,6 +45,7 @@ from medtoken.benchmark.workload import (
 from medtoken.config import to_dict
 from medtoken.registry import build_model
 from medtoken.utils.device import resolve_device
+from medtoken.utils.errors import InputError
 
 __all__ = ["BenchmarkSettings", "run_benchmark"]
 
@@ -120,6 +122,11 @@ def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: t
             if sweep is not None and sweep.key == BATCH_SIZE_KEY:
                 entry = replace(entry, input_size=(int(value), *input_size[1:]),
                                 sweep_applied=True)
+            elif sweep is not None and sweep.key == SPATIAL_SIZE_KEY:
+                if len(value) != len(input_size) - 2:
+                    raise InputError("--sweep", f"spatial_size {list(value)} has {len(value)} "
+                                     f"dims but --input-size has {len(input_size) - 2}")
+                entry = replace(entry, input_size=(*input_size[:2], *value), sweep_applied=True)
             elif sweep is not None and spec.text in model_texts:
                 entry = replace(entry, spec=spec.with_override(sweep.key, value),
                                 sweep_applied=True)

@@ -23,6 +23,8 @@ from medtoken.utils.errors import InputError
 
 __all__ = [
     "BATCH_SIZE_KEY",
+    "INPUT_SWEEP_KEYS",
+    "SPATIAL_SIZE_KEY",
     "ModelSpec",
     "Sweep",
     "check_input_size",
@@ -34,7 +36,9 @@ __all__ = [
     "split_top_level",
 ]
 
-BATCH_SIZE_KEY = "batch_size"  # the one sweep key that changes the input, not the model
+BATCH_SIZE_KEY = "batch_size"  # sweep keys that change the input, not the model
+SPATIAL_SIZE_KEY = "spatial_size"  # the input's spatial size (and with it the models' roi_size)
+INPUT_SWEEP_KEYS = (BATCH_SIZE_KEY, SPATIAL_SIZE_KEY)
 INPUT_KEYS = ("in_channels", "roi_size")  # set from --input-size, never swept
 log = logging.getLogger(__name__)
 _OPEN, _CLOSE = "[{(", "]})"
@@ -163,11 +167,22 @@ def parse_sweep(text: str, where: str = "--sweep") -> Sweep:
     if any(v is None for v in values):
         raise InputError(where, f"empty value in '{text}'")
     if key.strip() in INPUT_KEYS:
-        raise InputError(where, f"'{key.strip()}' comes from --input-size; sweep batch_size or "
-                         "a model key, and run one benchmark per input size")
+        raise InputError(where, f"'{key.strip()}' comes from --input-size; sweep batch_size, "
+                         "spatial_size or a model key")
     if key.strip() == BATCH_SIZE_KEY and not all(isinstance(v, int) and v > 0 for v in values):
         raise InputError(where, f"batch_size values must be positive integers, got '{raw}'")
+    if key.strip() == SPATIAL_SIZE_KEY:
+        values = tuple(_spatial_value(v, where) for v in values)
     return Sweep(key.strip(), values)
+
+
+def _spatial_value(value: Any, where: str) -> tuple[int, ...]:
+    """One ``spatial_size`` sweep value: ``[H, W]`` or ``[D, H, W]`` of positive integers."""
+    if not isinstance(value, list) or len(value) not in (2, 3) \
+            or not all(isinstance(v, int) and v > 0 for v in value):
+        raise InputError(where, f"spatial_size values must be [H,W] or [D,H,W] lists of positive "
+                         f"integers, got {value!r}")
+    return tuple(value)
 
 
 def resolve_config(spec: ModelSpec, input_size: Sequence[int], where: str = "--models") -> Any:

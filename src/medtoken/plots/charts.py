@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,11 @@ def plot_sweep(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
     key = records[0]["sweep_key"]
     values = list(dict.fromkeys(r["point"] for r in records))
     point_values = {r["point"]: r["sweep_value"] for r in records}
-    xs, ticks = _positions([point_values[p] for p in values])
+    scaling = key == "spatial_size"  # a scaling curve: x = voxels (tokens), log-log axes
+    if scaling:
+        xs, ticks = [float(math.prod(point_values[p])) for p in values], None
+    else:
+        xs, ticks = _positions([point_values[p] for p in values])
     x_of = dict(zip(values, xs, strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
     for spec in dict.fromkeys(r["base_spec"] for r in records):
@@ -104,7 +109,10 @@ def plot_sweep(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
             axes[0, 1].plot(x, [float("nan") if m is None else m for m in memory], marker="o",
                             color=line.get_color(), label=spec)
     for ax, ylabel in zip(axes[0], ("median latency (ms)", "peak memory (MB)"), strict=True):
-        ax.set_xlabel(key)
+        ax.set_xlabel("voxels (= tokens of a full-resolution layer)" if scaling else key)
+        if scaling:
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log", base=2)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if ticks is not None:
