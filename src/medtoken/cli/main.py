@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "demo",
     "benchmark": "benchmark",
     "plot": "plot",
+    "token-stats": "token_stats",
 }
 
 
