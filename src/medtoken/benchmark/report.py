@@ -140,6 +140,22 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _profile_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Where the time goes (``--profile``): forward ms and share per top-level submodule."""
+    rows = [r for r in records if r.get("module_ms")]
+    if not rows:
+        return []
+    lines = ["Where the forward time goes (median ms per top-level submodule, share of the "
+             "forward):", "", "| model | submodule | ms | share |", "|---|---|---|---|"]
+    for r in rows:
+        total = r["module_ms"]["total"]
+        for name, ms in r["module_ms"].items():
+            if name != "total":
+                lines.append(f"| `{r['label']}` | {name} | {ms:.1f} | {ms / total:.0%} |")
+        lines.append(f"| `{r['label']}` | **forward** | {total:.1f} | 100% |")
+    return [*lines, ""]
+
+
 def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
     """A Markdown page: machine, date, exact command line, the table and what the numbers mean."""
     first = records[0]
@@ -162,6 +178,7 @@ def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
         + (" (one sliding-window batch)" if first["mode"] == "volume" else "") + ". "
         f"Memory: {first.get('memory_method') or 'not measured'}. Speed-up = baseline median "
         "latency / model median latency; memory × = model peak / baseline peak.", "",
+        *_profile_table(records),
     ]
     return "\n".join(lines)
 

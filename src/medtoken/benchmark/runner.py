@@ -24,6 +24,7 @@ from medtoken.benchmark.complexity import (
     token_info,
 )
 from medtoken.benchmark.memory import MEMORY_METHODS, MemoryJob, measure_peak_memory
+from medtoken.benchmark.profile import profile_children
 from medtoken.benchmark.report import add_baseline_ratios, environment
 from medtoken.benchmark.spec import (
     BATCH_SIZE_KEY,
@@ -38,6 +39,7 @@ from medtoken.benchmark.workload import (
     MODES,
     VolumeCases,
     amp_dtype,
+    autocast,
     build_workload,
     load_volume_cases,
     make_batch,
@@ -64,6 +66,8 @@ class BenchmarkSettings:
         data: the dataset of volume mode.
         overlap: sliding-window overlap of volume mode.
         memory: ``isolated``, ``inprocess`` or ``off`` (see :mod:`medtoken.benchmark.memory`).
+        profile: forwards per model of a per-submodule time breakdown after the timed steps
+            (0: none; see :mod:`medtoken.benchmark.profile`).
     """
 
     input_size: tuple[int, ...]
@@ -76,6 +80,7 @@ class BenchmarkSettings:
     data: str | None = None
     overlap: float = 0.5
     memory: str = "isolated"
+    profile: int = 0
 
     def __post_init__(self) -> None:
         if len(self.input_size) not in (4, 5) or min(self.input_size) < 1:
@@ -91,6 +96,8 @@ class BenchmarkSettings:
             raise ValueError("volume mode needs data (a dataset folder)")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.profile < 0:
+            raise ValueError(f"profile must be >= 0, got {self.profile}")
         if self.memory not in MEMORY_METHODS:
             raise ValueError(f"memory must be one of {MEMORY_METHODS}, got {self.memory!r}")
 
@@ -171,6 +178,21 @@ def _complexity(model: Any, entry: _Entry, device: torch.device) -> dict[str, An
             "tokens": tokens or None}
 
 
+def _profile(model: Any, entry: _Entry, settings: BenchmarkSettings,
+             device: torch.device) -> dict[str, float]:
+    """Forward ms per top-level submodule: eval forwards (infer and volume mode, one window) or
+    the forward part of a training step (train mode)."""
+    x, y = make_batch(entry.input_size, model.num_classes, device)
+    training = settings.mode == "train"
+    model.train(training)
+
+    def forward() -> None:
+        with torch.inference_mode(not training), autocast(device, settings.amp):
+            model.forward_with_aux(x, y if training else None)
+
+    return profile_children(model, forward, device, settings.profile)
+
+
 def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
               sweep: Sweep | None) -> dict[str, Any]:
     label = entry.spec.text if sweep is None else f"{entry.base_spec.text} [{sweep.key}=" \
@@ -204,9 +226,10 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
         records[entry.spec.text] = {**_describe(entry, settings, device, sweep),
                                     "peak_mem_mb": mem, "memory_method": method,
                                     "family": type(config).family, "config": to_dict(config)}
-    steps = {}
+    steps, models = {}, {}
     for entry in group:
         model = build_model(configs[entry.spec.text]).to(device)
+        models[entry.spec.text] = model
         check_input_size(model, entry.spec, entry.input_size)
         records[entry.spec.text].update(_complexity(model, entry, device))
         work = build_workload(model, settings.mode, entry.input_size, device, settings.amp,
@@ -214,7 +237,11 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
         steps[entry.spec.text] = work.step
         records[entry.spec.text]["items_per_step"] = work.items_per_step
     times = time_interleaved(steps, settings.warmup, settings.repeats, device)
-    del steps, model, work
+    if settings.profile:
+        for entry in group:
+            records[entry.spec.text]["module_ms"] = _profile(models[entry.spec.text], entry,
+                                                             settings, device)
+    del steps, model, work, models
     gc.collect()
     for name, record in records.items():
         latency = summarize(times[name])

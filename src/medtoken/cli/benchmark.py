@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", choices=("isolated", "inprocess", "off"), default="isolated",
                    help="peak memory: a fresh process per model on CPU (isolated, default), a "
                    "sampled in-process estimate, or off")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, N forwards per model with the time split by top-level "
+                   "submodule (where the time goes; default: 0 = off)")
     p.add_argument("--out", default=_DEFAULT_OUT, metavar="DIR",
                    help=f"folder for results.json/.csv/.md and charts (default: {_DEFAULT_OUT})")
 
@@ -62,6 +65,7 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--sweep", args.sweep] if args.sweep else []
     if args.mode == "volume":
         parts += ["--data", str(args.data), "--overlap", str(args.overlap)]
+    parts += ["--profile", str(args.profile)] if args.profile else []
     parts += ["--memory", args.memory, "--out", args.out]
     return shlex.join(parts)
 
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         settings = BenchmarkSettings(
             input_size=parse_input_size(args.input_size), mode=args.mode, repeats=args.repeats,
             warmup=args.warmup, device=args.device, amp=args.amp, threads=args.threads,
-            data=args.data, overlap=args.overlap, memory=args.memory)
+            data=args.data, overlap=args.overlap, memory=args.memory,
+            profile=args.profile)
     except ValueError as err:
         raise InputError(None, str(err)) from None
     records = run_benchmark(parse_specs(args.models),
