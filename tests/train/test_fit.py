@@ -1,4 +1,4 @@
-"""fit(): resumable to the exact same weights, signal stop with checkpoint, budgets."""
+"""fit(): resumable to the exact same weights, signal stop with checkpoint, budgets, options."""
 
 from __future__ import annotations
 
@@ -77,3 +77,53 @@ def test_max_steps_budget_and_patch_check(data: Path, tmp_path: Path) -> None:
     assert result.steps_done == 3
     with pytest.raises(InputError, match="not divisible"):
         fit(_cfg(data, patch_size=(15, 16, 16)), tmp_path / "p", TINY, device="cpu")
+
+
+def test_resume_accepts_older_config_and_changed_grad_checkpointing(data: Path,
+                                                                    tmp_path: Path) -> None:
+    import yaml
+
+    run = tmp_path / "r"
+    fit(_cfg(data, epochs=1), run, TINY, device="cpu")
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("accumulate", "grad_checkpointing", "amp_dtype"):  # a run from before them
+        del stored["train"][key]
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    result = fit(_cfg(data, epochs=2, grad_checkpointing=True), run, TINY, device="cpu",
+                 resume=True)
+    assert result.steps_done == 4
+    with pytest.raises(InputError, match="accumulate"):
+        fit(_cfg(data, epochs=3, accumulate=2), run, TINY, device="cpu", resume=True)
+
+
+@pytest.mark.parametrize(("amp", "amp_dtype", "device", "expected"), [
+    (False, "fp16", "cpu", None),
+    (True, "auto", "cpu", torch.bfloat16),
+    (True, "bf16", "cpu", torch.bfloat16),
+    (True, "fp16", "cpu", InputError),
+])
+def test_amp_dtype_choice(amp: bool, amp_dtype: str, device: str, expected) -> None:
+    from medtoken.train.fit import _amp_dtype
+
+    cfg = TrainConfig(amp=amp, amp_dtype=amp_dtype)
+    if expected is InputError:
+        with pytest.raises(InputError, match="fp16 needs CUDA"):
+            _amp_dtype(cfg, torch.device(device))
+    else:
+        assert _amp_dtype(cfg, torch.device(device)) == expected
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], {"amp": False, "amp_dtype": "auto", "grad_checkpointing": False, "accumulate": 1}),
+    (["--amp", "--grad-checkpointing", "--accumulate", "4"],
+     {"amp": True, "amp_dtype": "auto", "grad_checkpointing": True, "accumulate": 4}),
+    (["--amp", "bf16"], {"amp": True, "amp_dtype": "bf16"}),
+])
+def test_train_flags_reach_the_config(flags: list[str], expected: dict) -> None:
+    from medtoken.cli.main import build_parser
+    from medtoken.cli.train import build_train_config
+
+    args = build_parser().parse_args(["train", "--data", "d", "--model", "unet3d", "--out", "o",
+                                      *flags])
+    cfg, _ = build_train_config(args)
+    assert {k: getattr(cfg, k) for k in expected} == expected

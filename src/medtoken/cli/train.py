@@ -1,11 +1,15 @@
-"""Train a model on a dataset fold into a run folder."""
+"""Train a model on a dataset fold into a run folder.
+
+Under ``torchrun --nproc_per_node=N -m medtoken train ...`` the same flags train data-parallel
+(docs/distributed.md); only rank 0 prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from medtoken.config import from_dict, parse_set_args
-from medtoken.train.config import TrainConfig
+from medtoken.train.config import AMP_DTYPES, TrainConfig
 
 TRAIN_PREFIX = "train."
 
@@ -20,11 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="optimiser step budget")
     p.add_argument("--patch-size", type=int, nargs="+", metavar="N",
                    help="training patch (default: from the dataset, capped by the preset)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="patches per micro-batch and process")
+    p.add_argument("--accumulate", type=int, metavar="N",
+                   help="micro-batches per optimiser step (gradient accumulation)")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    p.add_argument("--amp", nargs="?", const="auto", choices=AMP_DTYPES,
+                   help="mixed precision: auto (fp16 on CUDA, bf16 on CPU), fp16 or bf16")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute transformer/MSTM block activations in the backward pass "
+                   "(less memory, more compute)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -42,7 +52,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
     flags = {"data": args.data, "model": args.model, "fold": str(args.fold),
              "epochs": args.epochs, "max_minutes": args.max_minutes, "max_steps": args.max_steps,
              "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed, "amp": args.amp or None}
+             "seed": args.seed, "amp": True if args.amp else None, "amp_dtype": args.amp,
+             "grad_checkpointing": args.grad_checkpointing or None,
+             "accumulate": args.accumulate}
     values = {**train_keys, **{k: v for k, v in flags.items() if v is not None}}
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
 
@@ -53,10 +65,13 @@ def run(args: argparse.Namespace) -> int:
     train_cfg, model_overrides = build_train_config(args)
     result = fit(train_cfg, args.out, model_overrides, device=args.device, resume=args.resume,
                  overwrite=args.overwrite, progress=False if args.no_progress else None)
+    quiet = result.rank != 0  # under torchrun rank 0 reports for the job
     if result.interrupted_by:
-        print(f"stopped by {result.interrupted_by} after epoch {result.epochs_done}; resume with "
-              f"--resume (checkpoint: {result.run_dir / 'checkpoint_last.pt'})")
+        if not quiet:
+            print(f"stopped by {result.interrupted_by} after epoch {result.epochs_done}; resume "
+                  f"with --resume (checkpoint: {result.run_dir / 'checkpoint_last.pt'})")
         return 130 if result.interrupted_by == "SIGINT" else 143
-    print(f"trained {result.epochs_done} epochs ({result.steps_done} steps); best validation "
-          f"mean foreground Dice {result.best_metric:.4f}; run folder: {result.run_dir}")
+    if not quiet:
+        print(f"trained {result.epochs_done} epochs ({result.steps_done} steps); best validation "
+              f"mean foreground Dice {result.best_metric:.4f}; run folder: {result.run_dir}")
     return 0

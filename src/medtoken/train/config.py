@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TrainConfig"]
+__all__ = ["AMP_DTYPES", "TrainConfig"]
+
+AMP_DTYPES = ("auto", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -12,7 +14,21 @@ class TrainConfig:
     """Options of ``medtoken train``; saved fully resolved in the run folder's ``config.yaml``.
 
     Budgets: training stops at whichever of ``epochs``, ``max_steps`` and ``max_minutes`` comes
-    first, and the cosine schedule anneals over that budget.
+    first, and the cosine schedule anneals over that budget. Steps are optimiser steps.
+
+    Under ``torchrun`` every option is per process: each rank draws ``batch_size`` patches per
+    micro-batch, so one optimiser step sees ``batch_size * accumulate * world_size`` patches, and
+    ``lr`` is used as given (never scaled with the world size).
+
+    Attributes:
+        amp: mixed precision autocast.
+        amp_dtype: ``auto`` (float16 with a gradient scaler on CUDA, bfloat16 on CPU), ``fp16``
+            (CUDA only) or ``bf16``; used only when ``amp`` is on.
+        grad_checkpointing: recompute the activations of transformer and MSTM blocks in the
+            backward pass instead of storing them (less memory; those blocks run their forward
+            pass twice per step).
+        accumulate: micro-batches whose gradients are summed (loss scaled by ``1/accumulate``)
+            before each optimiser step.
     """
 
     data: str = ""
@@ -33,9 +49,12 @@ class TrainConfig:
     val_overlap: float = 0.5
     seed: int = 0
     amp: bool = False
+    amp_dtype: str = "auto"
+    grad_checkpointing: bool = False
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "steps_per_epoch", "batch_size", "val_every"):
+        for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -48,11 +67,15 @@ class TrainConfig:
             raise ValueError(f"foreground_ratio must be in [0, 1], got {self.foreground_ratio}")
         if not 0.0 <= self.val_overlap < 1.0:
             raise ValueError(f"val_overlap must be in [0, 1), got {self.val_overlap}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got "
+                             f"'{self.amp_dtype}'")
 
     @property
     def total_steps(self) -> int:
         steps = self.epochs * self.steps_per_epoch
         return min(steps, self.max_steps) if self.max_steps else steps
 
-    # Fields that may change when a run is resumed (budgets); everything else must match.
-    RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "val_every")
+    # Fields that may change when a run is resumed (budgets, and activation checkpointing, which
+    # changes memory and speed but not the gradients); everything else must match.
+    RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "val_every", "grad_checkpointing")

@@ -1,8 +1,11 @@
 """``fit``: train a model on a dataset fold into a run folder.
 
 AdamW, warm-up + cosine (over the step or time budget), DiceCE (+ the model's auxiliary losses),
-gradient clipping, optional AMP, validation on whole cases with sliding-window inference, atomic
-checkpoints, resumable to the exact batch sequence, SIGINT/SIGTERM stop with a checkpoint.
+gradient clipping, optional AMP, gradient accumulation, optional activation checkpointing,
+validation on whole cases with sliding-window inference, atomic checkpoints, resumable to the
+exact batch sequence, SIGINT/SIGTERM stop with a checkpoint. Under ``torchrun`` the same code
+trains data-parallel (see :mod:`medtoken.train.distributed`): rank 0 writes, and the final
+validation runs on rank 0 after the other ranks have left.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,38 +30,41 @@ from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
 from medtoken.registry import build_model, get_config
+from medtoken.train import distributed as ddp
 from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, derive_patch_size, load_cases
+from medtoken.train.distributed import DistInfo
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
-from medtoken.utils.device import resolve_device, seed_everything
+from medtoken.utils.device import seed_everything, seed_step
 from medtoken.utils.errors import InputError
 
-__all__ = ["FitResult", "fit"]
+__all__ = ["FitResult", "accumulate_gradients", "fit"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit`."""
+    """Outcome of :func:`fit` (the same on every rank but for ``rank``)."""
 
     run_dir: Path
     best_metric: float
     epochs_done: int
     steps_done: int
     interrupted_by: str | None = None
+    rank: int = 0
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[dict[str, str | None]]:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps."""
-    flag: dict[str, str | None] = {"signal": None}
+def _stop_on_signals() -> Iterator[dict[str, int]]:
+    """Turn SIGINT/SIGTERM into a flag (the signal number) the loop checks between steps."""
+    flag = {"signal": 0}
 
     def handler(signum: int, _frame: Any) -> None:
-        flag["signal"] = signal.Signals(signum).name
+        flag["signal"] = signum
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -102,36 +108,62 @@ def _check_patch(model: Any) -> None:
 def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, Any] | None = None,
         device: str = "auto", resume: bool = False, overwrite: bool = False,
         progress: bool | None = None) -> FitResult:
-    """Train ``train_cfg.model`` on ``train_cfg.data`` (its ``fold``) into ``out_dir``."""
-    dev = resolve_device(device)
+    """Train ``train_cfg.model`` on ``train_cfg.data`` (its ``fold``) into ``out_dir``.
+
+    Launched by ``torchrun`` with ``WORLD_SIZE > 1``, every process calls this with the same
+    arguments; each returns the same :class:`FitResult` (with its ``rank``).
+    """
     get_config(train_cfg.model)  # an unknown preset fails before any data is read
-    info = load_dataset(train_cfg.data)
-    train_ids, val_ids = get_fold(info, train_cfg.fold)
+    with ddp.process_group(device) as (dist, dev), ddp.quiet_unless_main(dist):
+        info = load_dataset(train_cfg.data)
+        train_ids, val_ids = get_fold(info, train_cfg.fold)
+        trainer = _build_trainer(train_cfg, info, train_ids, val_ids, dict(model_overrides or {}),
+                                 dev, dist, out_dir, resume, overwrite)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        result = trainer.run(progress and dist.is_main)
+    if dist.is_main and result.interrupted_by is None and val_ids:
+        from medtoken.train.final_validation import final_validation
+
+        final_validation(trainer.folder, info, val_ids)  # rank 0 alone, the others have left
+    return result
+
+
+def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[str],
+                   val_ids: list[str], model_overrides: dict[str, Any], dev: torch.device,
+                   dist: DistInfo, out_dir: str | Path, resume: bool,
+                   overwrite: bool) -> _Trainer:
+    """Load the data, build the model, prepare the run folder (rank 0), restore if resuming."""
     plan = plan_normalization(info, train_ids)
     train_cases = load_cases(info, train_ids, plan)
-    val_cases = load_cases(info, val_ids, plan)
-    model_cfg = _model_config(train_cfg, info, dict(model_overrides or {}), train_cases)
-    seed_everything(train_cfg.seed)
+    val_cases = load_cases(info, ddp.split_for_rank(val_ids, dist), plan)  # this rank's share
+    model_cfg = _model_config(train_cfg, info, model_overrides, train_cases)
+    seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(dev)
     _check_patch(model)
+    if train_cfg.grad_checkpointing:
+        from medtoken.train.checkpointing import apply_grad_checkpointing
+
+        if not apply_grad_checkpointing(model) and dist.is_main:
+            log.warning("--grad-checkpointing: %s has no transformer or MSTM blocks to "
+                        "checkpoint; training as usual", train_cfg.model)
     dataset_facts = _dataset_facts(info, plan)
     resolved = {"train": to_dict(train_cfg), "model": {"preset": train_cfg.model,
                 "family": type(model_cfg).family, **to_dict(model_cfg)},
                 "dataset": {**dataset_facts, "train_cases": len(train_ids),
-                            "val_cases": len(val_ids)}}
+                            "val_cases": len(val_ids)},
+                "runtime": {"world_size": dist.world_size, "device": dev.type}}
     run = RunFolder(out_dir)
-    run.prepare(resolved, resume=resume, overwrite=overwrite)
-    trainer = _Trainer(train_cfg, model, dev, run, dataset_facts, train_cases, val_cases)
+    ddp.run_on_main(lambda: run.prepare(resolved, resume=resume, overwrite=overwrite), dist)
+    trainer = _Trainer(train_cfg, model, dev, run, dataset_facts, train_cases, val_cases,
+                       bool(val_ids), dist)
     if resume:
         trainer.restore()
-    if progress is None:
-        progress = sys.stderr.isatty()
-    result = trainer.run(progress)
-    if result.interrupted_by is None and val_ids:
-        from medtoken.train.final_validation import final_validation
-
-        final_validation(run, info, val_ids)
-    return result
+    if dist.enabled:
+        log.info("data-parallel on %d processes (%s): %d patches per optimiser step",
+                 dist.world_size, dev.type,
+                 train_cfg.batch_size * train_cfg.accumulate * dist.world_size)
+    return trainer
 
 
 def _dataset_facts(info: DatasetInfo, plan: NormalizationPlan) -> dict[str, Any]:
@@ -142,30 +174,71 @@ def _dataset_facts(info: DatasetInfo, plan: NormalizationPlan) -> dict[str, Any]
             "spatial_dims": info.spatial_dims, "normalization": plan.to_dict()}
 
 
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--amp`` on ``device``, or ``None`` without AMP."""
+    if not cfg.amp:
+        return None
+    if cfg.amp_dtype == "fp16" and device.type != "cuda":
+        raise InputError("--amp", "fp16 needs CUDA; use bf16 (or auto) on the CPU")
+    if cfg.amp_dtype == "bf16" or (cfg.amp_dtype == "auto" and device.type != "cuda"):
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise InputError("--amp", "this GPU does not support bf16; use fp16 (or auto)")
+        return torch.bfloat16
+    return torch.float16
+
+
+def accumulate_gradients(module: torch.nn.Module, loss_fn: Callable[..., torch.Tensor],
+                         batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]], n: int,
+                         scaler: torch.amp.GradScaler,
+                         autocast: Callable[[], AbstractContextManager[Any]]) -> float:
+    """Backward passes over ``n`` micro-batches, each loss scaled by ``1/n``; DDP syncs on the last.
+
+    Args:
+        module: ``(x, y) -> (logits, auxiliary loss)`` (a :class:`ddp.TrainForward`, maybe in DDP).
+        loss_fn: ``(logits (B, K, *P) float32, y (B, 1, *P)) -> scalar``.
+        batch: micro-batch ``i`` as ``(x (B, C, *P), y (B, 1, *P))`` on the module's device.
+        n: micro-batches per optimiser step.
+        scaler: the gradient scaler (disabled without fp16).
+        autocast: a fresh autocast context per call.
+
+    Returns:
+        the mean loss of the micro-batches.
+    """
+    total = 0.0
+    for i in range(n):
+        x, y = batch(i)
+        with ddp.sync_gradients(module, sync=i == n - 1):
+            with autocast():
+                logits, aux = module(x, y)
+                loss = loss_fn(logits.float(), y) + aux
+            scaler.scale(loss / n).backward()
+        total += float(loss.detach())
+    return total / n
+
+
 class _Trainer:
     """The epoch loop with its state (kept out of ``fit`` so each piece stays short)."""
 
     def __init__(self, cfg: TrainConfig, model: Any, device: torch.device, run: RunFolder,
                  dataset: dict[str, Any], train_cases: list[LoadedCase],
-                 val_cases: list[LoadedCase]) -> None:
+                 val_cases: list[LoadedCase], has_val: bool, dist: DistInfo = ddp.SINGLE) -> None:
         self.cfg, self.model, self.device, self.folder = cfg, model, device, run
-        self.dataset = dataset
-        self.val_cases = val_cases
+        self.dataset, self.dist = dataset, dist
+        self.val_cases, self.has_val = val_cases, has_val  # this rank's share; any rank has some
         self.sampler = PatchSampler(train_cases, model.config.roi_size, cfg.batch_size, cfg.seed,
-                                    foreground_ratio=cfg.foreground_ratio)
+                                    rank=dist.rank, foreground_ratio=cfg.foreground_ratio)
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
                                   batch=True)
         self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
         self.schedule = ProgressSchedule(
             self.optimizer, cfg.lr, cfg.total_steps,
             cfg.max_minutes * 60 if cfg.max_minutes else None, cfg.warmup_steps)
-        use_amp = cfg.amp and device.type == "cuda"
-        self.amp_dtype = torch.float16 if use_amp else torch.bfloat16
-        self.autocast = cfg.amp
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.amp_dtype = _amp_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step_module = ddp.wrap_for_training(model, dist, device)
         self.epoch = 0
         self.best = -math.inf
-        self.rows = run.read_log()
+        self.rows = run.read_log() if dist.is_main else []
         self.class_names = [dataset["labels"][k] for k in sorted(dataset["labels"], key=int)][1:]
 
     def state(self) -> dict[str, Any]:
@@ -177,7 +250,8 @@ class _Trainer:
                 "train_config": to_dict(self.cfg), "dataset": self.dataset}
 
     def restore(self) -> None:
-        """Continue from ``checkpoint_last.pt`` (model, optimiser, schedule, scaler, RNG)."""
+        """Continue from ``checkpoint_last.pt`` (model, optimiser, schedule, scaler); every rank
+        reads the same file, so ``--out`` must be on storage all nodes see."""
         if not self.folder.last.exists():
             raise InputError(self.folder.root, "--resume: no checkpoint_last.pt to resume from")
         state = load_checkpoint(self.folder.last)
@@ -185,24 +259,28 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
         self.epoch, self.best = int(state["epoch"]), float(state["best_metric"])
         self.rows = [r for r in self.rows if int(r["epoch"]) <= self.epoch]
         log.info("resumed from epoch %d, step %d", self.epoch, self.schedule.step_count)
 
+    def micro_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch ``index`` (counted over the whole run) of this rank, on the device."""
+        seed_step(self.cfg.seed, self.dist.rank, index)  # the model's own randomness
+        x, y = self.sampler.batch(index)
+        return x.to(self.device), y.to(self.device)
+
     def train_step(self, step: int) -> float:
-        x, y = self.sampler.batch(step)
-        x, y = x.to(self.device), y.to(self.device)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
-            out = self.model.forward_with_aux(x, y)
-            loss = self.loss_fn(out.logits.float(), y) + sum(out.losses.values())
+        n = self.cfg.accumulate
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        loss = accumulate_gradients(
+            self.step_module, self.loss_fn, lambda i: self.micro_batch(step * n + i), n,
+            self.scaler, lambda: torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                                enabled=self.amp_dtype is not None))
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach())
+        return loss
 
     def done(self) -> bool:
         return self.epoch >= self.cfg.epochs or self.schedule.finished()
@@ -215,9 +293,9 @@ class _Trainer:
                 interrupted = self.run_epoch(flag, progress)
         self.save(self.folder.last)
         return FitResult(self.folder.root, self.best, self.epoch, self.schedule.step_count,
-                         interrupted)
+                         interrupted, self.dist.rank)
 
-    def run_epoch(self, flag: dict[str, str | None], progress: bool) -> str | None:
+    def run_epoch(self, flag: dict[str, int], progress: bool) -> str | None:
         losses: list[float] = []
         bar = None
         if progress:
@@ -226,32 +304,40 @@ class _Trainer:
             bar = tqdm(total=self.cfg.steps_per_epoch, desc=f"epoch {self.epoch + 1}",
                        leave=False, unit="step")
         end_step = (self.epoch + 1) * self.cfg.steps_per_epoch  # a resumed epoch finishes its rest
+        stop = 0  # the agreed signal; the raw flag may differ between ranks
         while self.schedule.step_count < end_step:
             start = time.perf_counter()
             losses.append(self.train_step(self.schedule.step_count))
-            self.schedule.step(time.perf_counter() - start)
+            seconds, signum = ddp.reduce_values([time.perf_counter() - start, flag["signal"]],
+                                                "max", self.dist, self.device)
+            self.schedule.step(seconds)  # the slowest rank's time: one schedule, one stop
+            stop = int(signum)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if flag["signal"] or self.schedule.finished():
+            if stop or self.schedule.finished():
                 break
         if bar is not None:
             bar.close()
-        if flag["signal"]:
-            log.warning("stopped by %s; saving %s", flag["signal"], self.folder.last)
-            return flag["signal"]
+        if stop:
+            name = signal.Signals(stop).name
+            if self.dist.is_main:
+                log.warning("stopped by %s; saving %s", name, self.folder.last)
+            return name
         self.epoch += 1
         self.end_epoch(float(np.mean(losses)))
         return None
 
     def end_epoch(self, loss: float) -> None:
         start = time.perf_counter()
+        loss = ddp.reduce_values([loss], "mean", self.dist, self.device)[0]
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.schedule.step_count,
                                "loss": round(loss, 6)}
         row.update({k: round(v, 6) for k, v in self.model.on_epoch_end().items()})
-        if self.val_cases and (self.epoch % self.cfg.val_every == 0 or self.done()):
+        ddp.broadcast_model_state(self.model, self.dist)
+        if self.has_val and (self.epoch % self.cfg.val_every == 0 or self.done()):
             dice = validate(self.model, self.val_cases, self.model.config.roi_size,
-                            self.cfg.val_overlap, self.device)
+                            self.cfg.val_overlap, self.device, self.dist)
             for name, d in zip(self.class_names, dice, strict=True):
                 row[f"val_dice_{name}"] = round(d, 6)
             mean = float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float("nan")
@@ -259,13 +345,17 @@ class _Trainer:
             if mean > self.best:
                 self.best = mean
                 self.save(self.folder.best)
-        self.schedule.seconds += time.perf_counter() - start
+        self.schedule.seconds += ddp.reduce_values([time.perf_counter() - start], "max",
+                                                   self.dist, self.device)[0]
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = round(self.schedule.seconds, 2)
         self.rows.append(row)
-        self.folder.write_log(self.rows)
+        if self.dist.is_main:
+            self.folder.write_log(self.rows)
         self.save(self.folder.last)
         log.info("epoch %s", " ".join(f"{k}={v}" for k, v in row.items()))
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, self.state())
+        """Write a checkpoint (rank 0 only; the model's own keys, never DDP's ``module.``)."""
+        if self.dist.is_main:
+            save_checkpoint(path, self.state())

@@ -7,6 +7,9 @@ Layout::
     RUN/checkpoint_last.pt     written at every epoch end (atomically)
     RUN/checkpoint_best.pt     best validation mean foreground Dice
     RUN/validation/            final predictions of the validation cases + summary.json
+
+Under ``torchrun`` only rank 0 writes here; ``config.yaml`` records the world size under
+``runtime`` (a fact of the run, not a setting a resumed run must repeat).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from medtoken.config import to_dict
 from medtoken.train.config import TrainConfig
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
@@ -71,6 +75,8 @@ class RunFolder:
         changeable = set(TrainConfig.RESUMABLE_CHANGES)
         for section in ("train", "model", "dataset"):
             old, new = stored.get(section, {}), resolved.get(section, {})
+            if section == "train":  # a run from before an option existed had its default
+                old = {**to_dict(TrainConfig()), **old}
             keys = set(old) | set(new)
             if section == "train":
                 keys -= changeable

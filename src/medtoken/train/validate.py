@@ -1,4 +1,9 @@
-"""Validation during training: whole cases, sliding-window inference, Dice per class."""
+"""Validation during training: whole cases, sliding-window inference, Dice per class.
+
+Under ``torchrun`` each rank predicts its share of the cases (``cases[rank::world_size]``) and
+the per-case scores are gathered in the original case order, so every rank gets the numbers a
+single process would compute for the same weights.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import torch
 
 from medtoken.inference.sliding_window import predict_probabilities
 from medtoken.train.data import LoadedCase
+from medtoken.train.distributed import SINGLE, DistInfo, gather_split
 
-__all__ = ["dice_per_class", "validate"]
+__all__ = ["case_dice", "dice_per_class", "validate"]
 
 
 def dice_per_class(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> list[float]:
@@ -24,13 +30,9 @@ def dice_per_class(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> l
     return scores
 
 
-def validate(model: Any, cases: Sequence[LoadedCase], roi_size: Sequence[int],
-             overlap: float, device: torch.device) -> list[float]:
-    """Mean Dice per foreground class over ``cases`` (NaN-aware mean).
-
-    Returns:
-        one value per foreground class (classes 1..K-1).
-    """
+def case_dice(model: Any, cases: Sequence[LoadedCase], roi_size: Sequence[int],
+              overlap: float, device: torch.device) -> list[list[float]]:
+    """Per case, the Dice of classes ``1..K-1`` (see :func:`dice_per_class`); eval mode."""
     was_training = model.training
     model.eval()
     per_case = []
@@ -41,6 +43,21 @@ def validate(model: Any, cases: Sequence[LoadedCase], roi_size: Sequence[int],
         ref = torch.from_numpy(case.label[0]).long()
         per_case.append(dice_per_class(pred, ref, model.num_classes))
     model.train(was_training)
+    return per_case
+
+
+def validate(model: Any, cases: Sequence[LoadedCase], roi_size: Sequence[int],
+             overlap: float, device: torch.device, dist: DistInfo = SINGLE) -> list[float]:
+    """Mean Dice per foreground class over all validation cases (NaN-aware mean).
+
+    Args:
+        cases: this rank's share of the validation cases (all of them on one process); every
+            rank must call this, also one whose share is empty.
+
+    Returns:
+        one value per foreground class (classes 1..K-1), identical on every rank.
+    """
+    per_case = gather_split(case_dice(model, cases, roi_size, overlap, device), dist)
     if not per_case:
         return []
     with np.errstate(all="ignore"):
