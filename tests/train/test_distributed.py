@@ -248,3 +248,23 @@ def test_torchrun_cli_resumes_exactly_and_only_rank0_speaks(data: Path, tmp_path
     rank1_err = (rank_logs["1"].parent / "stderr.log").read_text()
     assert "epoch" not in rank1_err and "validation" not in rank1_err  # ... and logs no INFO
     assert "resumed from" in (rank_logs["0"].parent / "stderr.log").read_text()
+
+
+def _vq_restart(rank: int) -> dict[str, torch.Tensor]:
+    """One VQ epoch on rank-specific tokens, then a restart step: what each rank ends with."""
+    from medtoken.tokens.vq import VectorQuantizer
+
+    torch.manual_seed(0)  # identical initial codebooks
+    vq = VectorQuantizer(num_codes=8, dim=4).train()
+    gen = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
+    vq(torch.randn(1, 6, 4, generator=gen) + 10 * rank)
+    stats = vq.epoch_stats()
+    vq(torch.randn(1, 6, 4, generator=gen))  # restarts the dead codes from this rank's batch
+    return {"codebook": vq.codebook.detach().clone(), "dead": vq.dead.clone(),
+            "utilisation": torch.tensor(stats["vq_utilisation"])}
+
+
+def test_vq_dead_code_restart_agrees_across_ranks(tmp_path: Path) -> None:
+    a, b = _on_two_ranks(tmp_path, _vq_restart)
+    torch.testing.assert_close(a["codebook"], b["codebook"], rtol=0, atol=0)
+    assert a["utilisation"] == b["utilisation"]  # usage summed over both ranks' batches

@@ -88,6 +88,11 @@ def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
     return entropy.exp()
 
 
+def _distributed() -> bool:
+    """Inside an initialised ``torch.distributed`` process group (DDP training)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 @dataclass
 class VQOutput:
     """What :class:`VectorQuantizer` returns.
@@ -152,6 +157,8 @@ class VectorQuantizer(nn.Module):
         dead_idx = self.dead.nonzero().flatten()  # (D,)
         pick = torch.randint(flat.shape[0], (dead_idx.numel(),), device=flat.device)
         self.codebook[dead_idx] = flat[pick].to(self.codebook.dtype)
+        if _distributed():  # every rank restarts the same codes (``dead`` agrees); take rank 0's
+            torch.distributed.broadcast(self.codebook.data, src=0)
         self.dead.zero_()
 
     @torch.no_grad()
@@ -162,6 +169,8 @@ class VectorQuantizer(nn.Module):
             ``{"vq_utilisation": fraction of codes used, "vq_perplexity": exp(entropy)}``, or an
             empty dict when no training forward pass happened since the last call.
         """
+        if _distributed():  # usage over every rank's batches, so all ranks see the same codes
+            torch.distributed.all_reduce(self.usage)
         if float(self.usage.sum()) <= 0:
             return {}
         used = self.usage > 0
