@@ -3,7 +3,7 @@
 Methods (``--memory``):
 
 - ``isolated`` (default): on the CPU, a fresh Python process builds the model and runs the
-  workload; the result is its peak resident set size (``ru_maxrss``) above the idle RSS it had
+  workload; the result is its peak resident set size (``VmHWM``) above the idle RSS it had
   after the imports. On CUDA, ``torch.cuda.max_memory_allocated`` above what was allocated before
   the model was built ("peak allocated": the caching allocator's view, without the CUDA context
   or cuDNN workspaces, so it is lower than ``nvidia-smi``).
@@ -89,8 +89,20 @@ def _current_rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """This process's peak RSS: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``ru_maxrss`` is not usable on Linux for a child process: it keeps the high-water mark of the
+    parent's memory image at fork across ``exec``, so a child of a large parent reports at least
+    the parent's RSS. ``VmHWM`` belongs to the process's own address space, created at ``exec``.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 def _import_everything() -> None:
@@ -189,5 +201,5 @@ def measure_peak_memory(job: MemoryJob, method: str) -> tuple[float | None, str 
     if job.device.startswith("cuda"):
         return _cuda(job), "torch.cuda.max_memory_allocated above the allocation before the build"
     if method == "isolated":
-        return _isolated_cpu(job), "peak RSS (ru_maxrss) of a fresh process above its idle RSS"
+        return _isolated_cpu(job), "peak RSS (VmHWM) of a fresh process above its idle RSS"
     return _sampled_cpu(job), "RSS sampled in-process above the RSS before the build (approx.)"
