@@ -81,3 +81,60 @@ def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_run_folder_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no checkpoint_best\.pt"):
         load_checkpoint(tmp_path)
+
+
+def test_torch_load_is_called_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _save(_tiny(), tmp_path / "a.pt")
+    calls: list[dict] = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_checkpoint(tmp_path / "a.pt")
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+def test_code_running_checkpoint_is_refused_by_predict_in_one_line(tmp_path: Path,
+                                                                  capsys) -> None:
+    from medtoken.cli.main import main
+
+    marker = tmp_path / "pwned"
+    _Evil.marker = str(marker)
+    evil = tmp_path / "run" / "checkpoint_best.pt"
+    evil.parent.mkdir()
+    torch.save({"format_version": 1, "family": "unet", "payload": _Evil()}, evil)
+    (tmp_path / "in").mkdir()
+    for model in (evil, evil.parent):  # the file, and the run folder holding it
+        assert main(["predict", "--model", str(model), "-i", str(tmp_path / "in"), "-o",
+                     str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(evil) in err[0] and "refused" in err[0], err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("edit", "drop", "message"), [
+    ({"family": "nosuchfamily"}, (), r"a\.pt: unknown model family 'nosuchfamily'; known: .*unet"),
+    ({"model_config": {"depth": 3}}, (), r"a\.pt: unknown key 'depth'"),
+    ({}, ("model",), r"a\.pt: incomplete checkpoint: no model"),
+], ids=["unknown family", "config of another family", "no weights"])
+def test_foreign_checkpoint_is_a_clear_input_error(edit: dict, drop: tuple[str, ...],
+                                                   message: str, tmp_path: Path) -> None:
+    _save(_tiny(), tmp_path / "a.pt")
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    state.update(edit)
+    for key in drop:
+        del state[key]
+    torch.save(state, tmp_path / "a.pt")
+    with pytest.raises(InputError, match=message):
+        load_model(tmp_path / "a.pt")
+
+
+@pytest.mark.parametrize("content", [torch.zeros(3), {"state_dict": {}}, [1, 2]],
+                         ids=["tensor", "foreign dict", "list"])
+def test_non_medtoken_file_is_refused(content, tmp_path: Path) -> None:
+    torch.save(content, tmp_path / "x.pt")
+    with pytest.raises(InputError, match=r"x\.pt: not a medtoken checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")

@@ -16,8 +16,9 @@ def run(args: argparse.Namespace) -> int:
     info, problems = check_dataset(args.path)
     for problem in problems:
         print(f"medtoken: error: {problem}", file=sys.stderr)
-    if problems:
+    if problems and info is not None:  # a layout that cannot be read is one problem, one line
         print(f"{len(problems)} problem(s) found in {args.path}", file=sys.stderr)
+    if problems:
         return 2
     assert info is not None
     print(f"{args.path}: OK — {info.layout} layout, {len(info.cases)} cases, "

@@ -2,8 +2,9 @@
 
 Structural problems (missing or misnamed files, duplicate case ids) come from
 :func:`medtoken.data.datasets.scan_dataset`; this module adds what needs the pixel data:
-unreadable or truncated files, channel counts, shape and affine agreement between channels and
-label, NaN/Inf, empty or constant images, and label values missing from ``dataset.json``.
+unreadable or truncated files, channel counts, 2D/3D agreement with the dataset, shape and
+affine agreement between channels and label, NaN/Inf, empty or constant images, and label
+values missing from ``dataset.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _check_images(case: Case, info: DatasetInfo) -> tuple[list[Problem], ImageMe
         channels += image.shape[0]
         if ref is None:
             ref = meta
+            if meta.spatial_dims != info.spatial_dims:
+                problems.append(Problem(case.case_id, str(path), f"image is "
+                                        f"{meta.spatial_dims}D, the dataset is "
+                                        f"{info.spatial_dims}D"))
         else:
             mismatch = _geometry_problem(case.case_id, str(path), meta, ref, "channel")
             problems += [mismatch] if mismatch else []

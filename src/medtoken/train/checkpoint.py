@@ -97,7 +97,13 @@ class LoadedModel:
 
 def build_from_state(state: dict[str, Any], where: str | Path) -> Any:
     """Rebuild the model (weights loaded) described by a checkpoint dict."""
-    cfg_cls = family_config_class(state["family"])
+    missing = [key for key in ("model_config", "model") if key not in state]
+    if missing:
+        raise InputError(where, f"incomplete checkpoint: no {', '.join(missing)}")
+    try:
+        cfg_cls = family_config_class(state["family"])
+    except InputError as err:  # a family this installation does not know: name the file
+        raise InputError(where, err.problem) from None
     cfg: Any = from_dict(cfg_cls, state["model_config"], where=str(where))
     model = build_model(cfg)
     try:
