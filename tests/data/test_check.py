@@ -231,9 +231,6 @@ def _single_problem(root: Path, kind: str) -> str:
     return "label affine differs"
 
 
-@pytest.mark.xfail(strict=True, reason="fit() checks only missing files, label shape and NaN "
-                   "before training; label values outside dataset.json and label/image affine "
-                   "mismatches are trained on (fix in medtoken/train/data.py load_cases or fit)")
 @pytest.mark.parametrize("kind", ["label value", "affine"])
 def test_train_refuses_pixel_level_problems_before_training(
         kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

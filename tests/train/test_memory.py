@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,3 +171,18 @@ def test_estimate_matches_measured_allocator_peak(name: str) -> None:
     measured = est.params_bytes + est.gradients_bytes + est.optimizer_bytes + peak
     measured += x.nbytes + y.nbytes
     assert 0.8 <= est.total_bytes / measured <= 1.3
+
+
+def test_train_refuses_a_batch_that_cannot_fit_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medtoken.cli.main import main
+    from medtoken.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "d", num_cases=5, seed=2)
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
+                 "--patch-size", "16", "16", "16", "--batch-size", "10000000",
+                 "--max-steps", "1", "--no-progress", "--set", "channels=[4,8]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "estimated peak" in err and "--force-memory" in err
+    assert len(err.strip().splitlines()) == 1 and not run.exists()

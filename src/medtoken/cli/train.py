@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(less memory, more compute)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--force-memory", action="store_true",
+                   help="train even when the estimated peak memory exceeds what is available")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="model config overrides (e.g. pruning.keep_ratio=0.3); "
                    "train.KEY=VALUE sets a training option (e.g. train.steps_per_epoch=100)")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     train_cfg, model_overrides = build_train_config(args)
     result = fit(train_cfg, args.out, model_overrides, device=args.device, resume=args.resume,
-                 overwrite=args.overwrite, progress=False if args.no_progress else None)
+                 overwrite=args.overwrite, progress=False if args.no_progress else None,
+                 force_memory=args.force_memory)
     quiet = result.rank != 0  # under torchrun rank 0 reports for the job
     if result.interrupted_by:
         if not quiet:

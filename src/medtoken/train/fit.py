@@ -105,20 +105,49 @@ def _check_patch(model: Any) -> None:
                          f"{model.input_multiple} as this model requires")
 
 
+def _refuse_bad_data(root: str) -> None:
+    """The checks of ``medtoken check-dataset``; the first problem and the count if any."""
+    from medtoken.data.check import check_dataset
+
+    _, problems = check_dataset(root)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); run `medtoken check-dataset " \
+               f"{root}` for all)" if len(problems) > 1 else ""
+        first = problems[0]
+        case = f"{first.case_id}: " if first.case_id else ""
+        raise InputError(first.path, f"{case}{first.message}{more}")
+
+
+def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
+    """Refuse a run whose estimated peak memory exceeds what ``dev`` has available."""
+    from medtoken.train.memory import available_memory, check_memory_fits, estimate_training_memory
+
+    amp = (torch.float16 if dev.type == "cuda" else torch.bfloat16) if cfg.amp else None
+    estimate = estimate_training_memory(model, cfg.batch_size, model.config.roi_size, dev,
+                                        cfg.accumulate, amp)
+    check_memory_fits(estimate, available_memory(dev))
+    log.info("%s (training memory)", estimate.summary())
+
+
 def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, Any] | None = None,
         device: str = "auto", resume: bool = False, overwrite: bool = False,
-        progress: bool | None = None) -> FitResult:
+        progress: bool | None = None, force_memory: bool = False) -> FitResult:
     """Train ``train_cfg.model`` on ``train_cfg.data`` (its ``fold``) into ``out_dir``.
+
+    Before anything is written, the dataset is checked like ``medtoken check-dataset`` (bad data
+    is refused) and the peak training memory is estimated (refused when it exceeds what is
+    available, unless ``force_memory``).
 
     Launched by ``torchrun`` with ``WORLD_SIZE > 1``, every process calls this with the same
     arguments; each returns the same :class:`FitResult` (with its ``rank``).
     """
     get_config(train_cfg.model)  # an unknown preset fails before any data is read
     with ddp.process_group(device) as (dist, dev), ddp.quiet_unless_main(dist):
+        ddp.run_on_main(lambda: _refuse_bad_data(train_cfg.data), dist)
         info = load_dataset(train_cfg.data)
         train_ids, val_ids = get_fold(info, train_cfg.fold)
         trainer = _build_trainer(train_cfg, info, train_ids, val_ids, dict(model_overrides or {}),
-                                 dev, dist, out_dir, resume, overwrite)
+                                 dev, dist, out_dir, resume, overwrite, force_memory)
         if progress is None:
             progress = sys.stderr.isatty()
         result = trainer.run(progress and dist.is_main)
@@ -132,7 +161,7 @@ def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, 
 def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[str],
                    val_ids: list[str], model_overrides: dict[str, Any], dev: torch.device,
                    dist: DistInfo, out_dir: str | Path, resume: bool,
-                   overwrite: bool) -> _Trainer:
+                   overwrite: bool, force_memory: bool = False) -> _Trainer:
     """Load the data, build the model, prepare the run folder (rank 0), restore if resuming."""
     plan = plan_normalization(info, train_ids)
     train_cases = load_cases(info, train_ids, plan)
@@ -147,6 +176,8 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
         if not apply_grad_checkpointing(model) and dist.is_main:
             log.warning("--grad-checkpointing: %s has no transformer or MSTM blocks to "
                         "checkpoint; training as usual", train_cfg.model)
+    if not force_memory:
+        ddp.run_on_main(lambda: _refuse_memory(model, train_cfg, dev), dist)
     dataset_facts = _dataset_facts(info, plan)
     resolved = {"train": to_dict(train_cfg), "model": {"preset": train_cfg.model,
                 "family": type(model_cfg).family, **to_dict(model_cfg)},
