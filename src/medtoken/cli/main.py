@@ -20,6 +20,7 @@ __all__ = ["main"]
 COMMANDS = {
     "train": "train",
     "predict": "predict",
+    "export": "export",
     "evaluate": "evaluate",
     "check-dataset": "check_dataset",
     "models": "models",

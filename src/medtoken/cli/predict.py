@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("--model", required=True,
+                   help="run folder, checkpoint file, or exported model (.onnx with its sidecar)")
     p.add_argument("-i", "--input", required=True, help="image file or folder")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0..1)")
@@ -20,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medtoken.data.datasets import list_input_cases
+    from medtoken.export.runtime import is_exported, load_exported
     from medtoken.inference.predict import predict_cases
     from medtoken.train.checkpoint import load_model_checkpoint
     from medtoken.utils.device import resolve_device
@@ -27,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.overlap < 1.0:
         raise InputError("--overlap", f"must be in [0, 1), got {args.overlap}")
-    loaded = load_model_checkpoint(args.model, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    if is_exported(args.model):  # `medtoken export` output; runs on the CPU unless told
+        loaded = load_exported(args.model, device=None if args.device == "auto" else device)
+    else:
+        loaded = load_model_checkpoint(args.model, device=device)
     cases = list_input_cases(args.input, loaded.model.in_channels)
     if not cases:
         raise InputError(args.input, "no images found")

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,15 +47,27 @@ def check_output_folder(out_dir: Path, cases: Sequence[Case]) -> None:
                                  "folder so that no input can be overwritten")
 
 
+def _device_of(model: Any) -> torch.device:
+    """Where a PyTorch model's weights live; exported models (no parameters) take CPU input."""
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
 def predict_array(loaded: LoadedModel, image: np.ndarray, overlap: float = 0.5,
                   tta: bool = False, device: torch.device | None = None) -> np.ndarray:
-    """Labels ``(*S)`` for a raw image ``(C, *S)`` (normalised here with the stored plan)."""
+    """Labels ``(*S)`` for a raw image ``(C, *S)`` (normalised here with the stored plan).
+
+    ``loaded.model`` is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export
+    with a fixed batch axis gets exactly ``max_batch_size`` windows per call.
+    """
     model = loaded.model
-    device = device or next(model.parameters()).device
+    device = device or _device_of(model)
     plan = NormalizationPlan.from_dict(loaded.dataset["normalization"])
     x = torch.from_numpy(normalize(image, plan))[None].to(device)  # (1, C, *S)
     roi = model.fixed_input_size or model.config.roi_size
-    probs = predict_probabilities(model, x, roi, overlap=overlap, tta=tta)
+    windows = getattr(model, "max_batch_size", None)  # only exports define it
+    batching = {"sw_batch_size": windows} if windows else {}
+    probs = predict_probabilities(model, x, roi, overlap=overlap, tta=tta, **batching)
     labels = probs[0].argmax(0).cpu().numpy()
     return labels.astype(np.uint8 if model.num_classes < 256 else np.uint16)
 
