@@ -138,3 +138,22 @@ def test_non_medtoken_file_is_refused(content, tmp_path: Path) -> None:
     torch.save(content, tmp_path / "x.pt")
     with pytest.raises(InputError, match=r"x\.pt: not a medtoken checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+def test_inference_overrides_change_the_config_and_keep_the_weights(tmp_path: Path) -> None:
+    model = create_model("tokenseg_test")
+    path = tmp_path / "ts.pt"
+    save_checkpoint(path, {"family": "tokenseg", "model_config": to_dict(model.config),
+                           "model": model.state_dict()})
+    loaded = load_model_checkpoint(path, overrides={"selection.num_selected": 5})
+    assert loaded.model.config.selection.num_selected == 5
+    assert loaded.state["model_config"]["selection"]["num_selected"] == 5
+    x = torch.randn(1, 1, *model.config.roi_size)
+    with torch.inference_mode():
+        assert loaded.model.forward_with_aux(x).info["token_idx"].shape == (1, 5)
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, model.state_dict()[key], rtol=0, atol=0)
+    with pytest.raises(InputError, match="weights do not match"):
+        load_model_checkpoint(path, overrides={"embed_dim": 8})
+    with pytest.raises(InputError, match="unknown key"):
+        load_model_checkpoint(path, overrides={"selection.nope": 1})

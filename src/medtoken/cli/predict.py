@@ -17,9 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--skip-existing", action="store_true", help="keep outputs that exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="inference-time model overrides that keep the weights valid, e.g. "
+                   "selection.num_selected=50 or pruning.keep_ratio=0.2 (checkpoints only)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from medtoken.config import parse_set_args
     from medtoken.data.datasets import list_input_cases
     from medtoken.export.runtime import is_exported, load_exported
     from medtoken.inference.predict import predict_cases
@@ -30,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.overlap < 1.0:
         raise InputError("--overlap", f"must be in [0, 1), got {args.overlap}")
     device = resolve_device(args.device)
+    overrides = parse_set_args(args.set)
     if is_exported(args.model):  # `medtoken export` output; runs on the CPU unless told
+        if overrides:
+            raise InputError("--set", "an exported model is fixed; export again with the "
+                             "overrides instead")
         loaded = load_exported(args.model, device=None if args.device == "auto" else device)
     else:
-        loaded = load_model_checkpoint(args.model, device=device)
+        loaded = load_model_checkpoint(args.model, device=device, overrides=overrides)
     cases = list_input_cases(args.input, loaded.model.in_channels)
     if not cases:
         raise InputError(args.input, "no images found")

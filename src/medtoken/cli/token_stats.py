@@ -27,20 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, metavar="REPORT.json", help="JSON to write")
 
 
-def _load_model(path: str, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The checkpoint's model in eval mode, with config overrides that keep its weights valid."""
-    from medtoken.config import apply_overrides, from_dict, to_dict
-    from medtoken.registry import family_config_class
-    from medtoken.train.checkpoint import build_from_state, load_checkpoint, resolve_checkpoint
-
-    file = resolve_checkpoint(path)
-    state = load_checkpoint(file)
-    if overrides:
-        cfg: Any = from_dict(family_config_class(state["family"]), state["model_config"], str(file))
-        state = {**state, "model_config": to_dict(apply_overrides(cfg, overrides))}
-    return build_from_state(state, file).eval(), state
-
-
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def mean(key: str) -> float:
         values = [r[key] for r in rows if not math.isnan(r[key])]
@@ -58,9 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.data.preprocess import NormalizationPlan, normalize
     from medtoken.data.splits import get_fold
     from medtoken.metrics.tokens import case_token_hits
+    from medtoken.train.checkpoint import load_model_checkpoint
     from medtoken.utils.atomic import atomic_write_text
 
-    model, state = _load_model(args.model, parse_set_args(args.set))
+    loaded = load_model_checkpoint(args.model, overrides=parse_set_args(args.set))
+    model, state = loaded.model, loaded.state
     facts = state.get("dataset", {})
     data = args.data or facts.get("root")
     if not data:

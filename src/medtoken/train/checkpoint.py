@@ -14,13 +14,14 @@ edit of a preset never changes what an old checkpoint loads as.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from medtoken.config import from_dict
+from medtoken.config import apply_overrides, from_dict, to_dict
 from medtoken.registry import build_model, family_config_class
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
@@ -115,13 +116,24 @@ def build_from_state(state: dict[str, Any], where: str | Path) -> Any:
 
 
 def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                          expect_family: str | None = None) -> LoadedModel:
-    """Load a run folder or checkpoint into an eval-mode model on ``device``."""
+                          expect_family: str | None = None,
+                          overrides: Mapping[str, Any] | None = None) -> LoadedModel:
+    """Load a run folder or checkpoint into an eval-mode model on ``device``.
+
+    Args:
+        overrides: dotted config keys to change before the weights are loaded, for inference-time
+            knobs that leave the weights valid (``selection.num_selected``,
+            ``pruning.keep_ratio``); a key that changes the weights' shapes is refused.
+    """
     file = resolve_checkpoint(path)
     state = load_checkpoint(file)
     if expect_family is not None and state["family"] != expect_family:
         raise InputError(file, f"checkpoint is of model family '{state['family']}', expected "
                          f"'{expect_family}'")
+    if overrides:
+        cfg: Any = from_dict(family_config_class(state["family"]), state["model_config"],
+                             str(file))
+        state = {**state, "model_config": to_dict(apply_overrides(cfg, overrides))}
     model = build_from_state(state, file).to(device).eval()
     return LoadedModel(model=model, state=state, path=file)
 
