@@ -151,3 +151,18 @@ def test_process_exit_code_1_for_internal_failure_traceback_only_with_debug() ->
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr and "kaput" in debug.stderr
 
+
+
+def test_closed_stdout_pipe_is_not_an_error() -> None:
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first byte, as with `| head -0`
+    try:
+        done = subprocess.run([sys.executable, "-m", "medtoken", "models"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -64,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(message)s", stream=sys.stderr, force=True)
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe fails here, inside the error contract
+        return code
     except InputError as err:
         if debug:
             raise
@@ -73,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medtoken: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medtoken models | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the exit-time flush must not fail again
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as err:  # internal failure: one line unless --debug
         if debug:
             raise

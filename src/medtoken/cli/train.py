@@ -7,6 +7,7 @@ Under ``torchrun --nproc_per_node=N -m medtoken train ...`` the same flags train
 from __future__ import annotations
 
 import argparse
+import math
 
 from medtoken.config import from_dict, parse_set_args
 from medtoken.train.config import AMP_DTYPES, TrainConfig
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
                   f"with --resume (checkpoint: {result.run_dir / 'checkpoint_last.pt'})")
         return 130 if result.interrupted_by == "SIGINT" else 143
     if not quiet:
-        print(f"trained {result.epochs_done} epochs ({result.steps_done} steps); best validation "
-              f"mean foreground Dice {result.best_metric:.4f}; run folder: {result.run_dir}")
+        best = (f"best validation mean foreground Dice {result.best_metric:.4f}"
+                if math.isfinite(result.best_metric) else "no validation cases")
+        print(f"trained {result.epochs_done} epochs ({result.steps_done} steps); {best}; "
+              f"run folder: {result.run_dir}")
     return 0

@@ -126,7 +126,7 @@ def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
     estimate = estimate_training_memory(model, cfg.batch_size, model.config.roi_size, dev,
                                         cfg.accumulate, amp)
     check_memory_fits(estimate, available_memory(dev))
-    log.info("%s (training memory)", estimate.summary())
+    log.debug("%s (training memory)", estimate.summary())
 
 
 def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, Any] | None = None,
