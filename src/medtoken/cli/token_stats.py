@@ -40,11 +40,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from medtoken.config import parse_set_args
     from medtoken.data.datasets import load_dataset
-    from medtoken.data.io import read_image, read_label
-    from medtoken.data.preprocess import NormalizationPlan, normalize
+    from medtoken.data.preprocess import NormalizationPlan
     from medtoken.data.splits import get_fold
     from medtoken.metrics.tokens import case_token_hits
     from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.train.data import load_cases
     from medtoken.utils.atomic import atomic_write_text
 
     loaded = load_model_checkpoint(args.model, overrides=parse_set_args(args.set))
@@ -57,15 +57,9 @@ def run(args: argparse.Namespace) -> int:
     ids = list(info.case_ids) if args.fold == "all" else list(get_fold(info, args.fold)[1])
     ids = ids[:args.cases] if args.cases else ids
     plan = NormalizationPlan.from_dict(facts["normalization"])
-    rows = []
-    for case_id in ids:
-        case = info.case(case_id)
-        if case.label is None:
-            raise InputError(case.images[0], "case has no label file")
-        image, _ = read_image(case.images)
-        labels, _ = read_label(case.label)
-        hits = case_token_hits(model, case_id, normalize(image, plan), labels, args.radius)
-        rows.append(hits.to_dict())
+    rows = [case_token_hits(model, case.case_id, case.image, case.label[0],
+                            args.radius).to_dict()
+            for case in load_cases(info, ids, plan)]  # read, checked, normalised as in training
     summary = _summary(rows)
     report = {"model": str(args.model), "preset": state.get("preset"), "data": str(data),
               "fold": args.fold, "radius": args.radius, "overrides": list(args.set),
