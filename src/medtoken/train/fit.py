@@ -122,9 +122,8 @@ def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
     """Refuse a run whose estimated peak memory exceeds what ``dev`` has available."""
     from medtoken.train.memory import available_memory, check_memory_fits, estimate_training_memory
 
-    amp = (torch.float16 if dev.type == "cuda" else torch.bfloat16) if cfg.amp else None
     estimate = estimate_training_memory(model, cfg.batch_size, model.config.roi_size, dev,
-                                        cfg.accumulate, amp)
+                                        cfg.accumulate, _amp_dtype(cfg, dev))
     check_memory_fits(estimate, available_memory(dev))
     log.debug("%s (training memory)", estimate.summary())
 
