@@ -7,7 +7,6 @@ Files whose names start with ``.`` or ``_`` (macOS ``._`` junk in MSD archives) 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from medtoken.data.io import (
     split_file_ending,
 )
 from medtoken.utils.errors import InputError
+from medtoken.utils.jsonio import read_json_object
 
 __all__ = ["Case", "DatasetInfo", "Problem", "list_input_cases", "load_dataset", "scan_dataset"]
 
@@ -116,16 +116,6 @@ def _visible_files(folder: Path, endings: Iterable[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()
                   and not p.name.startswith((".", "_"))
                   and split_file_ending(p)[1].lower() in lowered)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise InputError(path, "dataset.json must hold a JSON object")
-    return data
 
 
 def _parse_labels(raw: Any, json_path: Path) -> dict[int, str]:
@@ -345,7 +335,7 @@ def scan_dataset(root: str | os.PathLike[str]) -> tuple[DatasetInfo, list[Proble
     if not root.is_dir():
         raise InputError(root, "dataset folder not found")
     json_path = root / "dataset.json"
-    meta = _read_json(json_path) if json_path.is_file() else None
+    meta = read_json_object(json_path, "dataset.json") if json_path.is_file() else None
     problems: list[Problem] = []
     if meta is not None and "training" in meta:
         info = _scan_msd(root, meta, json_path, problems)

@@ -9,7 +9,6 @@ from boolean masks). A ``splits_final.json`` in the dataset folder, or MSD ``"fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from medtoken.data.datasets import DatasetInfo
 from medtoken.utils.errors import InputError
+from medtoken.utils.jsonio import read_json
 
 __all__ = ["SPLITS_FILES", "get_fold", "kfold_splits", "read_splits_file"]
 
@@ -58,10 +58,7 @@ def read_splits_file(path: Path, case_ids: Sequence[str]) -> list[dict[str, list
     Raises:
         InputError: invalid JSON or structure, or ids that are not in ``case_ids``.
     """
-    try:
-        splits = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read JSON: {err}") from err
+    splits = read_json(path)
     if not isinstance(splits, list) or not splits or not all(
             isinstance(s, dict) and isinstance(s.get("train"), list)
             and isinstance(s.get("val"), list) for s in splits):

@@ -22,6 +22,7 @@ from typing import Any
 from medtoken.data.preprocess import NormalizationPlan
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
+from medtoken.utils.jsonio import read_json_object
 
 __all__ = [
     "FORMATS",
@@ -182,11 +183,6 @@ def read_sidecar(model_file: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "missing: an exported model needs the sidecar that "
                          "`medtoken export` writes next to it (keep the two files together)")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(path, f"cannot read the sidecar: {err}") from None
-    if not isinstance(sidecar, dict):
-        raise InputError(path, "the sidecar must hold a JSON object")
+    sidecar = read_json_object(path, "the sidecar")
     _check_fields(sidecar, path)
     return sidecar

@@ -5,7 +5,6 @@ The points that no other point beats on both axes (the Pareto front) are joined 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 from medtoken.plots.charts import pyplot, save_figure
 from medtoken.utils.errors import InputError
+from medtoken.utils.jsonio import read_json
 
 __all__ = ["ParetoPoint", "load_pareto_points", "pareto_front", "plot_pareto"]
 
@@ -37,10 +37,7 @@ class ParetoPoint:
 def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise InputError(path, f"no such file ({what})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"not valid JSON: {err}") from None
+    return read_json(path)
 
 
 def _canonical(name: str) -> str:

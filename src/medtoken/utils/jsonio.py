@@ -1,0 +1,32 @@
+"""Reading the JSON files users hand us (dataset.json, splits, sidecars, results) as InputErrors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medtoken.utils.errors import InputError
+
+__all__ = ["read_json", "read_json_object"]
+
+
+def read_json(path: str | Path) -> Any:
+    """The parsed content of ``path``.
+
+    Raises:
+        InputError: at ``path``, when it cannot be read, is not UTF-8 or is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"cannot read JSON: {err}") from None
+
+
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """:func:`read_json` of a file that must hold one JSON object (``what`` names it)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(path, f"{what} must hold a JSON object")
+    return data
