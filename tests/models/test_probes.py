@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from medtoken import create_model
+from medtoken.utils.errors import InputError
 
 
 def test_probe_keeps_the_spatial_shape_and_tokens_are_all_voxels() -> None:
@@ -25,5 +26,5 @@ def test_probe_modes_compute_the_same_function(mode: str) -> None:
 
 
 def test_probe_rejects_a_width_the_heads_do_not_divide() -> None:
-    with pytest.raises(Exception, match="dim"):
+    with pytest.raises(InputError, match=r"dim \(9\) must be divisible by mstm.num_heads"):
         create_model("mstm_layer_test", dim=9)
