@@ -23,6 +23,8 @@ COMMANDS = {
     "predict": "predict",
     "export": "export",
     "evaluate": "evaluate",
+    "determine-postprocessing": "determine_postprocessing",
+    "postprocess": "postprocess",
     "check-dataset": "check_dataset",
     "models": "models",
     "demo": "demo",

@@ -33,7 +33,14 @@ import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 
-__all__ = ["EMPTY_POLICY", "METRIC_NAMES", "compute_case_metrics", "image_diagonal_mm"]
+__all__ = [
+    "EMPTY_POLICY",
+    "METRIC_NAMES",
+    "OVERLAP_NAMES",
+    "compute_case_metrics",
+    "compute_overlap_metrics",
+    "image_diagonal_mm",
+]
 
 HD_PERCENTILE = 95.0
 
@@ -47,6 +54,7 @@ METRIC_NAMES = (
     "Dice", "IoU", "TP", "FP", "FN", "TN", "n_pred", "n_ref", "HD95_mm", "NSD",
     "empty_reference", "empty_prediction",
 )
+OVERLAP_NAMES = ("Dice", "IoU", "TP", "FP", "FN", "TN", "n_pred", "n_ref")  # no distances
 
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
@@ -65,6 +73,19 @@ def _overlap(pred_mask: np.ndarray, ref_mask: np.ndarray) -> dict[str, float]:
     iou = tp / union if union > 0 else math.nan
     return {"Dice": dice, "IoU": iou, "TP": tp, "FP": fp, "FN": fn, "TN": tn,
             "n_pred": tp + fp, "n_ref": tp + fn}
+
+
+def compute_overlap_metrics(pred: np.ndarray, ref: np.ndarray,
+                            labels: Sequence[int]) -> dict[str, dict[str, float]]:
+    """The overlap part of :func:`compute_case_metrics` (``OVERLAP_NAMES``), without distances.
+
+    For decisions that only need Dice (post-processing); same definitions, NaN Dice/IoU for a
+    label absent from both images.
+    """
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred and ref must have the same shape, got {pred.shape} and {ref.shape}")
+    return {str(int(label)): _overlap(pred == label, ref == label) for label in labels}
 
 
 def _drop_singleton_axes(

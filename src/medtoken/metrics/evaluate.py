@@ -34,7 +34,14 @@ from medtoken.metrics.case import EMPTY_POLICY, HD_PERCENTILE, METRIC_NAMES, com
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
 
-__all__ = ["evaluate_folder", "implementation_text", "write_summary"]
+__all__ = [
+    "aggregate_means",
+    "evaluate_folder",
+    "evaluate_pairs",
+    "implementation_text",
+    "index_label_folder",
+    "write_summary",
+]
 
 SPACING_SOURCE = "reference image header (medtoken.data.io.read_label ImageMeta.spacing, mm)"
 CSV_COLUMNS = ("case", "label", "prediction_file", "reference_file", "spacing_mm", *METRIC_NAMES)
@@ -49,7 +56,7 @@ def implementation_text() -> str:
             f"use_subvoxels=False)")
 
 
-def _index_folder(folder: Path) -> dict[str, Path]:
+def index_label_folder(folder: Path) -> dict[str, Path]:
     """Map case id -> label file for every file in ``folder`` with a supported image ending."""
     if not folder.is_dir():
         raise InputError(folder, "is not a folder")
@@ -73,7 +80,7 @@ def _listing(names: Sequence[str]) -> str:
 
 def _pair_files(gt_dir: Path, pred_dir: Path) -> list[tuple[str, Path, Path]]:
     """``[(case, prediction, reference)]`` sorted by case; InputError for unmatched files."""
-    refs, preds = _index_folder(gt_dir), _index_folder(pred_dir)
+    refs, preds = index_label_folder(gt_dir), index_label_folder(pred_dir)
     if not refs:
         raise InputError(gt_dir, f"contains no label files ({', '.join(IMAGE_ENDINGS)})")
     no_pred = sorted(refs.keys() - preds.keys())
@@ -110,17 +117,25 @@ def _score_case(pred_path: Path, ref_path: Path, labels: Sequence[int] | None,
             "spacing": spacing, "metrics": metrics, "_num_voxels": int(ref.size)}
 
 
-def _means(per_case: list[dict[str, Any]], labels: Sequence[str]) -> tuple[dict, dict]:
-    """nnU-Net's ``mean`` (per label, nanmean over cases) and ``foreground_mean``."""
+def aggregate_means(metrics_per_case: Sequence[dict[str, dict[str, float]]],
+                    labels: Sequence[str],
+                    names: Sequence[str] = METRIC_NAMES) -> tuple[dict, dict]:
+    """nnU-Net's ``mean`` (per label, nanmean over cases) and ``foreground_mean``.
+
+    Args:
+        metrics_per_case: one ``{label: {name: value}}`` dict per case.
+        labels: label keys (strings) to aggregate; ``"0"`` is left out of the foreground mean.
+        names: metric names to aggregate.
+    """
     mean: dict[str, dict[str, float]] = {}
     with warnings.catch_warnings():  # a label that is NaN in every case gives NaN, silently
         warnings.simplefilter("ignore", RuntimeWarning)
         for label in labels:
-            mean[label] = {name: float(np.nanmean([c["metrics"][label][name] for c in per_case]))
-                           for name in METRIC_NAMES}
+            mean[label] = {name: float(np.nanmean([c[label][name] for c in metrics_per_case]))
+                           for name in names}
     foreground = [label for label in labels if label != "0"]
     foreground_mean = {name: float(np.mean([mean[label][name] for label in foreground]))
-                       if foreground else math.nan for name in METRIC_NAMES}
+                       if foreground else math.nan for name in names}
     return mean, foreground_mean
 
 
@@ -214,7 +229,7 @@ def evaluate_pairs(
         scored = entry["metrics"]
         entry["metrics"] = {k: scored[k] if k in scored else _both_empty_metrics(num_voxels)
                             for k in keys}
-    mean, foreground_mean = _means(per_case, keys)
+    mean, foreground_mean = aggregate_means([c["metrics"] for c in per_case], keys)
     summary = {"metric_per_case": per_case, "mean": mean, "foreground_mean": foreground_mean,
                "labels": fixed, "num_cases": len(per_case),
                "nsd_tolerance_mm": float(nsd_tolerance_mm), "spacing_source": SPACING_SOURCE,
