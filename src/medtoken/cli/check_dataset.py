@@ -7,7 +7,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="dataset folder")
+    p.add_argument("path", help="dataset folder (or a folder of DICOM series folders)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         return 2
     assert info is not None
+    labels = ("images only (no labels)" if info.layout == "dicom"
+              else f"labels {info.labels}")
     print(f"{args.path}: OK — {info.layout} layout, {len(info.cases)} cases, "
-          f"{info.spatial_dims}D, {info.num_channels} channel(s), labels {info.labels}")
+          f"{info.spatial_dims}D, {info.num_channels} channel(s), {labels}")
     return 0

@@ -2,9 +2,10 @@
 
 Structural problems (missing or misnamed files, duplicate case ids) come from
 :func:`medtoken.data.datasets.scan_dataset`; this module adds what needs the pixel data:
-unreadable or truncated files, channel counts, 2D/3D agreement with the dataset, shape and
-affine agreement between channels and label, NaN/Inf, empty or constant images, and label
-values missing from ``dataset.json``.
+unreadable or truncated files (and DICOM series that are not one regular volume), channel
+counts, 2D/3D agreement with the dataset, shape and affine agreement between channels and
+label, NaN/Inf, empty or constant images, and label values missing from ``dataset.json``.
+A folder of DICOM series folders has no labels; only its images are checked.
 """
 
 from __future__ import annotations
@@ -118,5 +119,6 @@ def check_dataset(root: str | os.PathLike[str]) -> tuple[DatasetInfo | None, lis
     for case in info.cases:
         case_problems, ref = _check_images(case, info)
         problems += case_problems
-        problems += _check_label(case, info, ref)
+        if info.layout != "dicom":  # DICOM series folders are images only
+            problems += _check_label(case, info, ref)
     return info, problems

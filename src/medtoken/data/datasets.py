@@ -1,5 +1,8 @@
 """Dataset layouts: Medical Segmentation Decathlon, nnU-Net v2 raw, and 2D ``images/`` + ``masks/``.
 
+A folder of DICOM series folders (one series per subfolder, no ``dataset.json``) is the
+``"dicom"`` layout: images only, for ``check-dataset`` and ``predict``; training needs labels.
+
 :func:`load_dataset` detects the layout and lists the cases from the file names and
 ``dataset.json`` only; it does not read images (:func:`medtoken.data.check.check_dataset` does).
 Files whose names start with ``.`` or ``_`` (macOS ``._`` junk in MSD archives) are ignored.
@@ -17,7 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from medtoken.data.dicom import is_dicom_folder
 from medtoken.data.io import (
+    DICOM_OUTPUT_ENDING,
     IMAGE_ENDINGS,
     PIL_ENDINGS,
     peek_spatial_dims,
@@ -30,7 +35,7 @@ from medtoken.utils.jsonio import read_json_object
 __all__ = ["Case", "DatasetInfo", "Problem", "list_input_cases", "load_dataset", "scan_dataset"]
 
 NOT_A_DATASET = ("not a dataset: expected MSD (dataset.json with 'training'), nnU-Net v2 raw "
-                 "(dataset.json + imagesTr/) or 2D (images/ + masks/)")
+                 "(dataset.json + imagesTr/), 2D (images/ + masks/) or DICOM series folders")
 _CHANNEL_NAME = re.compile(r"(.+)_(\d{4})")  # nnU-Net: {case}_{XXXX}
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -40,7 +45,7 @@ class Case:
     """One case: its image file(s) and label file."""
 
     case_id: str
-    images: tuple[Path, ...]  # one file per channel, or one multi-channel file
+    images: tuple[Path, ...]  # per channel a file or DICOM series folder, or one multi-channel file
     label: Path | None
 
 
@@ -63,7 +68,7 @@ class DatasetInfo:
 
     Attributes:
         root: the dataset folder.
-        layout: ``"msd"``, ``"nnunet"`` or ``"folder2d"``.
+        layout: ``"msd"``, ``"nnunet"``, ``"folder2d"`` or ``"dicom"`` (images only).
         cases: sorted by case id.
         labels: label value -> name, background 0 included.
         channel_names: one name per image channel (``"CT"`` selects CT normalisation).
@@ -323,6 +328,21 @@ def _scan_folder2d(root: Path, meta: dict[str, Any] | None, json_path: Path,
                        str(meta.get("name", root.name)), meta.get("numTraining"))
 
 
+def dicom_series_folders(folder: Path) -> list[Path]:
+    """Subfolders of ``folder`` that hold a DICOM series (hidden and ``_`` names skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_"))
+                  and is_dicom_folder(p))
+
+
+def _scan_dicom(root: Path, series: list[Path]) -> DatasetInfo:
+    """A folder of DICOM series folders: one unlabelled case per series (3D, one channel)."""
+    cases = tuple(Case(p.name, (p,), None) for p in series)
+    return DatasetInfo(root, "dicom", cases, {0: "background"}, ("image",), DICOM_OUTPUT_ENDING,
+                       3, {}, root.name)
+
+
 def scan_dataset(root: str | os.PathLike[str]) -> tuple[DatasetInfo, list[Problem]]:
     """Detect the layout and list the cases, collecting every structural problem.
 
@@ -343,6 +363,9 @@ def scan_dataset(root: str | os.PathLike[str]) -> tuple[DatasetInfo, list[Proble
         info = _scan_nnunet(root, meta, json_path, problems)
     elif (root / "images").is_dir() and (root / "masks").is_dir():
         info = _scan_folder2d(root, meta, json_path, problems)
+    elif meta is None and (series := [root] if is_dicom_folder(root)
+                           else dicom_series_folders(root)):
+        info = _scan_dicom(root, series)
     else:
         raise InputError(root, NOT_A_DATASET)
     if not info.cases and not problems:
@@ -358,6 +381,10 @@ def load_dataset(root: str | os.PathLike[str]) -> DatasetInfo:
             first one is named; :func:`medtoken.data.check.check_dataset` lists them all).
     """
     info, problems = scan_dataset(root)
+    if info.layout == "dicom":
+        raise InputError(root, "holds DICOM series folders without labels: fine for predict and "
+                         "check-dataset; a training dataset needs labels (MSD or nnU-Net raw "
+                         "layout)")
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         first = problems[0]
@@ -367,15 +394,18 @@ def load_dataset(root: str | os.PathLike[str]) -> DatasetInfo:
 
 
 def list_input_cases(path: str | os.PathLike[str], num_channels: int) -> list[Case]:
-    """Cases to predict: a single image file, or a folder of images.
+    """Cases to predict: an image file, a DICOM series folder, or a folder of either.
 
     In a folder of nnU-Net-named files (``{case}_{XXXX}{ending}``) the files of a case are its
-    channels ``0000..num_channels-1``; otherwise every image file is one case.
+    channels ``0000..num_channels-1``; otherwise every image file is one case. Every subfolder
+    holding a DICOM series is one case named after the subfolder.
 
     Raises:
         InputError: nothing to read, or a case lacks some of its channels.
     """
     path = Path(path)
+    if is_dicom_folder(path) and not _visible_files(path, IMAGE_ENDINGS):
+        return [Case(path.name, (path,), None)]  # the folder is one series
     if path.is_file():
         stem, ending = split_file_ending(path)
         if ending.lower() not in IMAGE_ENDINGS:
@@ -385,9 +415,24 @@ def list_input_cases(path: str | os.PathLike[str], num_channels: int) -> list[Ca
         return [Case(case_id, (path,), None)]
     if not path.is_dir():
         raise InputError(path, "no such file or folder")
+    series = [Case(p.name, (p,), None) for p in dicom_series_folders(path)]
     files = _visible_files(path, IMAGE_ENDINGS)
+    if not files and not series:
+        raise InputError(path, f"no image files found ({', '.join(IMAGE_ENDINGS)}) and no DICOM "
+                         "series folders")
+    cases = _file_cases(path, files, num_channels)
+    taken = {c.case_id for c in cases}
+    clash = sorted(c.case_id for c in series if c.case_id in taken)
+    if clash:
+        raise InputError(path, f"case {clash[0]!r} is both an image file and a DICOM series "
+                         "folder")
+    return sorted(cases + series, key=lambda c: c.case_id)
+
+
+def _file_cases(path: Path, files: list[Path], num_channels: int) -> list[Case]:
+    """The cases of the image files in a folder (see :func:`list_input_cases`)."""
     if not files:
-        raise InputError(path, f"no image files found ({', '.join(IMAGE_ENDINGS)})")
+        return []
     stems = [split_file_ending(f)[0] for f in files]
     matches = [_CHANNEL_NAME.fullmatch(s) for s in stems]
     if all(matches) and any(m[2] == "0000" for m in matches if m):

@@ -1,5 +1,9 @@
 """Reading and writing images and label maps: NIfTI (nibabel), 2D images (Pillow), ITK (SimpleITK).
 
+An image may also be a folder holding one DICOM series (:mod:`medtoken.data.dicom`, read by
+SimpleITK's series reader); its meta has ``file_ending=".nii.gz"``, so label maps written for it
+are NIfTI files with the series' geometry.
+
 Arrays keep the file's axis order; nothing is reoriented. A NIfTI volume stored as ``(X, Y, Z)`` is
 read as ``(C, X, Y, Z)``, a PNG with H rows and W columns as ``(C, H, W)``, and a SimpleITK image is
 transposed so that its axes match what nibabel gives for the same file. :class:`ImageMeta` carries
@@ -40,7 +44,8 @@ PIL_ENDINGS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 ITK_ENDINGS = (".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_ENDINGS = NIFTI_ENDINGS + ITK_ENDINGS + PIL_ENDINGS
 AFFINE_ATOL = 1e-4  # tolerance when comparing the affines of images that must share geometry
-_BACKENDS = ("auto", "nibabel", "pillow", "simpleitk")
+_BACKENDS = ("auto", "nibabel", "pillow", "simpleitk", "dicom")
+DICOM_OUTPUT_ENDING = ".nii.gz"  # label maps of DICOM input are written as NIfTI
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
                 ".bmp": "BMP"}
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # ITK world (LPS) -> nibabel world (RAS)
@@ -56,8 +61,9 @@ class ImageMeta:
         spacing: mm per array axis.
         affine: 4x4 voxel-to-world matrix (RAS, nibabel convention); for 2D natural images
             ``diag(spacing)`` embedded in a 4x4 identity.
-        file_ending: ``".nii.gz"``, ``".png"``, ``".nrrd"``, ...
-        source: path of the (first) file read.
+        file_ending: ``".nii.gz"``, ``".png"``, ``".nrrd"``, ... (``".nii.gz"`` for a DICOM
+            series: the format its label maps are written in).
+        source: path of the (first) file read, or of the DICOM series folder.
         header: format-specific header used to write files with identical geometry (a nibabel
             header with its qform/sform codes, or a dict with SimpleITK's origin and direction).
     """
@@ -100,6 +106,8 @@ def _backend_for(path: Path, backend: str) -> str:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
+    if path.is_dir():
+        return "dicom"
     ending = split_file_ending(path)[1].lower()
     for kind, endings in (("nibabel", NIFTI_ENDINGS), ("pillow", PIL_ENDINGS),
                           ("simpleitk", ITK_ENDINGS)):
@@ -191,8 +199,19 @@ def _write_pillow(arr: np.ndarray, tmp: Path, ending: str) -> None:
 # --- SimpleITK ----------------------------------------------------------------------------------
 
 def _read_sitk(path: Path) -> tuple[np.ndarray, _Geometry]:
-    sitk = _import_sitk(path)
-    img = sitk.ReadImage(str(path))
+    return _from_sitk_image(_import_sitk(path).ReadImage(str(path)))
+
+
+def _read_dicom(folder: Path) -> tuple[np.ndarray, _Geometry]:
+    from medtoken.data.dicom import read_dicom_series
+
+    return _from_sitk_image(read_dicom_series(folder))
+
+
+def _from_sitk_image(img: Any) -> tuple[np.ndarray, _Geometry]:
+    """A SimpleITK image as ``(C, x, y, z)`` (nibabel's axis order) with its RAS geometry."""
+    import SimpleITK as sitk
+
     dims = img.GetDimension()
     data = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, C)
     arr = np.moveaxis(data, -1, 0) if img.GetNumberOfComponentsPerPixel() > 1 else data[None]
@@ -231,12 +250,20 @@ def _write_sitk(arr: np.ndarray, spacing: tuple[float, ...], affine: np.ndarray,
 def _read_raw(path: Path, backend: str, label: bool) -> tuple[np.ndarray, ImageMeta]:
     """Read one file as ``(C, *S)`` in its stored dtype; every failure is an InputError."""
     kind = _backend_for(path, backend)
-    if not path.is_file():
+    if kind == "dicom":
+        if label:
+            raise InputError(path, "a DICOM series folder is read as an image, not as a label "
+                             "map; give labels as label files (NIfTI, NRRD, PNG, ...)")
+        if not path.is_dir():
+            raise InputError(path, "DICOM series folder not found")
+    elif not path.is_file():
         raise InputError(path, "file not found")
-    if path.stat().st_size == 0:
+    elif path.stat().st_size == 0:
         raise InputError(path, "cannot read image: empty file (0 bytes)")
     try:
-        if kind == "nibabel":
+        if kind == "dicom":
+            arr, (spacing, affine, header) = _read_dicom(path)
+        elif kind == "nibabel":
             arr, (spacing, affine, header) = _read_nibabel(path)
         elif kind == "pillow":
             arr, (spacing, affine, header) = _read_pillow(path, label)
@@ -249,9 +276,9 @@ def _read_raw(path: Path, backend: str, label: bool) -> tuple[np.ndarray, ImageM
         raise InputError(path, f"cannot read image: {reason}") from err
     if arr.size == 0:
         raise InputError(path, f"cannot read image: it has no voxels (shape {arr.shape[1:]})")
+    ending = DICOM_OUTPUT_ENDING if kind == "dicom" else split_file_ending(path)[1]
     return arr, ImageMeta(spatial_shape=tuple(int(s) for s in arr.shape[1:]), spacing=spacing,
-                          affine=affine, file_ending=split_file_ending(path)[1],
-                          source=str(path), header=header)
+                          affine=affine, file_ending=ending, source=str(path), header=header)
 
 
 def read_image(paths: PathLike | Sequence[PathLike], *,
@@ -259,8 +286,10 @@ def read_image(paths: PathLike | Sequence[PathLike], *,
     """Read an image: one file per channel, or one (multi-channel) file.
 
     Args:
-        paths: a file, or one file per channel (all with the same shape and affine).
-        backend: ``"auto"`` (by file ending), ``"nibabel"``, ``"pillow"`` or ``"simpleitk"``.
+        paths: a file or DICOM series folder, or one per channel (all with the same shape and
+            affine).
+        backend: ``"auto"`` (by file ending; a folder is a DICOM series), ``"nibabel"``,
+            ``"pillow"``, ``"simpleitk"`` or ``"dicom"``.
 
     Returns:
         The image ``(C, *S)`` as float32 and the meta of the first file.
@@ -389,6 +418,8 @@ def peek_spatial_dims(path: PathLike) -> int | None:
     path = Path(path)
     try:
         kind = _backend_for(path, "auto")
+        if kind == "dicom":
+            return 3
         if kind == "pillow":
             return 2
         if kind == "nibabel":
