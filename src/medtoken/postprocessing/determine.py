@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = ["determine_postprocessing", "determine_postprocessing_for_run", "find
 log = logging.getLogger(__name__)
 
 PLAN_NAME = "postprocessing.json"
+_FOLD = re.compile(r"fold_\d+")  # the run folders of a cross-validation: fold_0 ... fold_4
 _Metrics = dict[str, dict[str, float]]  # label -> metric name -> value, one case
 
 
@@ -130,14 +132,14 @@ def _per_label_metrics(pairs: Sequence[tuple[Path, Path]], fg: Sequence[int],
 
 
 def _validation_folders(run: Path) -> list[Path]:
-    """``RUN/validation`` of one run, or ``RUN/fold_*/validation`` of a cross-validation."""
+    """``RUN/validation`` of one run, or ``RUN/fold_N/validation`` of a cross-validation."""
     if (run / "validation" / "summary.json").is_file():
         return [run / "validation"]
-    folds = sorted((p for p in run.glob("fold_*") if p.is_dir()),
-                   key=lambda p: (len(p.name), p.name))
+    folds = sorted((p for p in run.iterdir() if p.is_dir() and _FOLD.fullmatch(p.name)),
+                   key=lambda p: int(p.name[len("fold_"):]))
     if not folds:
         raise InputError(run, "no cross-validation predictions: expected validation/summary.json "
-                         "or fold_*/validation/summary.json (a run of --fold all has none)")
+                         "or fold_N/validation/summary.json (a run of --fold all has none)")
     missing = [p.name for p in folds if not (p / "validation" / "summary.json").is_file()]
     if missing:
         raise InputError(run / missing[0], "has no validation/summary.json (training not "
