@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,19 +14,10 @@ from medtoken import create_model
 from medtoken.cli.main import main
 from medtoken.config import to_dict
 from medtoken.data.synthetic import make_synthetic_dataset
-from medtoken.metrics.tokens import case_token_hits, grid_boxes, token_boxes
-from medtoken.models.base import SegOutput
+from medtoken.metrics.tokens import case_token_hits, token_boxes
+from medtoken.models.base import SegOutput, TokenSelection
+from medtoken.tokens.selection import cell_boxes
 from medtoken.train.checkpoint import save_checkpoint
-
-
-def test_grid_boxes_tile_the_window_in_raster_order() -> None:
-    boxes = grid_boxes((2, 3), (4, 6))
-    assert boxes.shape == (6, 4)
-    assert boxes[1].tolist() == [0, 2, 2, 4]  # second cell: next along the last axis
-    cover = torch.zeros(4, 6, dtype=torch.int64)
-    for b in boxes:
-        cover[b[0]:b[2], b[1]:b[3]] += 1
-    assert (cover == 1).all()  # a partition of the window
 
 
 @pytest.mark.parametrize("name", ["scd_test", "scd2d_test", "tokenseg_test", "tokenseg2d_test"])
@@ -35,8 +25,8 @@ def test_selected_boxes_are_candidate_boxes(name: str) -> None:
     model = create_model(name).eval()
     x = torch.randn(1, model.in_channels, *model.config.roi_size)
     with torch.inference_mode():
-        info = model.forward_with_aux(x).info
-    chosen, pool = token_boxes(info, model.config.roi_size)
+        selection = model.forward_with_aux(x).tokens
+    chosen, pool = token_boxes(selection)
     assert chosen.dim() == 3 and chosen.shape[0] == 1 and chosen.shape[1] < pool.shape[0]
     pool_rows = {tuple(r) for r in pool.tolist()}
     assert {tuple(r) for r in chosen[0].tolist()} <= pool_rows
@@ -44,7 +34,7 @@ def test_selected_boxes_are_candidate_boxes(name: str) -> None:
 
 def test_dense_model_is_refused() -> None:
     with pytest.raises(ValueError, match="no token selection"):
-        token_boxes({}, (8, 8))
+        token_boxes(None)
 
 
 class _FixedSelection(nn.Module):
@@ -56,12 +46,11 @@ class _FixedSelection(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-        self.pool = grid_boxes((4, 4), (8, 8))
+        self.pool = cell_boxes((8, 8), (4, 4))
 
     def forward_with_aux(self, x: torch.Tensor) -> SegOutput:
         central = torch.tensor([[5, 6, 9, 10]])  # cells covering [2:6, 2:6]
-        info: dict[str, Any] = {"token_box": self.pool[central], "candidate_box": self.pool}
-        return SegOutput(x, {}, info)
+        return SegOutput(x, tokens=TokenSelection(self.pool, (central,)))
 
 
 def test_hit_fractions_of_a_known_selection_and_windows_without_boundary_skipped() -> None:

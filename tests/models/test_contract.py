@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
 from medtoken import create_model, list_models
-from medtoken.config import to_dict
-from medtoken.models.base import SegOutput
+from medtoken.config import from_dict, to_dict
+from medtoken.models.base import SegOutput, TokenSelection
 from medtoken.train.checkpoint import build_from_state
 
 TINY = list_models("*_test")
@@ -85,3 +88,71 @@ def test_every_family_has_a_tiny_preset() -> None:
     tiny_families = {type(get_config(n)).family for n in TINY}
     baseline_families = {type(get_config(n)).family for n in BASELINES_TINY} | {"monai_unetr"}
     assert set(_FAMILIES) <= tiny_families | baseline_families
+
+
+def _forward(model: torch.nn.Module, batch: int = 2) -> SegOutput:
+    with torch.inference_mode():
+        return model.forward_with_aux(_input(model, batch))  # type: ignore[operator]
+
+
+@CASES
+def test_token_selection_is_boxes_of_the_window(name: str, overrides: dict) -> None:
+    model = create_model(name, num_classes=3, **overrides).eval()
+    selection = _forward(model).tokens
+    if selection is None:
+        return  # a dense model
+    assert isinstance(selection, TokenSelection)
+    roi, sd = torch.tensor(model.config.roi_size), model.spatial_dims
+    boxes = selection.candidate_box
+    n = boxes.shape[0]
+    assert boxes.shape == (n, 2 * sd) and boxes.dtype == torch.int64
+    assert (boxes[:, :sd] >= 0).all() and (boxes[:, :sd] < boxes[:, sd:]).all()
+    assert (boxes[:, sd:] <= roi).all()
+    previous: set[int] | None = None
+    for kept in selection.kept:
+        assert kept.shape[0] == 2 and 0 < kept.shape[1] <= n
+        assert kept.min() >= 0 and kept.max() < n
+        rows = [set(r.tolist()) for r in kept]
+        assert all(len(r) == kept.shape[1] for r in rows)  # unique per sample
+        assert previous is None or rows[0] <= previous  # stages nest
+        previous = rows[0]
+    assert selection.selected_box.shape == (2, selection.kept[-1].shape[1], 2 * sd)
+    if selection.candidate_level is not None:
+        assert selection.candidate_level.shape == (n,)
+
+
+@CASES
+def test_variant_notes_are_json_and_survive_the_dict_round_trip(name: str, overrides: dict
+                                                                ) -> None:
+    cfg = create_model(name, **overrides).config
+    notes = cfg.variant_notes()
+    assert json.loads(json.dumps(notes)) == notes
+    assert from_dict(type(cfg), to_dict(cfg)).variant_notes() == notes
+
+
+@CASES
+def test_dataset_facts_are_config_fields(name: str, overrides: dict) -> None:
+    cfg = create_model(name, **overrides).config
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    assert set(cfg.dataset_facts) <= fields - {"in_channels", "num_classes", "roi_size"}
+
+
+@CASES
+def test_activation_checkpoint_blocks_are_the_models_token_blocks(name: str, overrides: dict
+                                                                  ) -> None:
+    from monai.networks.blocks.transformerblock import TransformerBlock as MonaiBlock
+
+    from medtoken.layers.mstm import MSTMBlock
+    from medtoken.layers.transformer import TransformerBlock
+
+    model = create_model(name, **overrides)
+    declared = set(model.activation_checkpoint_blocks)
+    present = {t for t in (TransformerBlock, MSTMBlock, MonaiBlock)
+               if any(isinstance(m, t) for m in model.modules())}
+    assert present <= declared  # every token block the model holds is checkpointed
+    assert all(issubclass(t, torch.nn.Module) for t in declared)
+
+
+def test_token_selection_needs_a_stage() -> None:
+    with pytest.raises(ValueError, match="at least one stage"):
+        TokenSelection(torch.zeros(4, 4, dtype=torch.int64), ())

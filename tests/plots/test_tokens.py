@@ -14,23 +14,24 @@ from medtoken import create_model
 from medtoken.cli.main import main
 from medtoken.config import to_dict
 from medtoken.data.preprocess import NormalizationPlan
+from medtoken.models.base import SegOutput
 from medtoken.plots.tokens import center_window, token_maps
 from medtoken.train.checkpoint import save_checkpoint
 from medtoken.utils.errors import InputError
 from tests.plots.test_charts import assert_real_png
 
 
-def _info(name: str) -> tuple[dict, tuple[int, ...]]:
+def _out(name: str) -> tuple[SegOutput, tuple[int, ...]]:
     model = create_model(name).eval()
     x = torch.randn(1, model.in_channels, *model.config.roi_size)
     with torch.inference_mode():
-        return model.forward_with_aux(x).info, model.config.roi_size
+        return model.forward_with_aux(x), model.config.roi_size
 
 
 @pytest.mark.parametrize("name", ["scd_test", "scd2d_test"])
 def test_scd_maps_cover_exactly_the_kept_tokens(name: str) -> None:
-    info, roi = _info(name)
-    maps = token_maps(info, roi)
+    out, roi = _out(name)
+    info, maps = out.info, token_maps(out.tokens, roi)
     assert len(maps) == len(info["kept_token_idx"])
     total = int(np.prod(info["token_grid"]))
     for (_, mask), idx in zip(maps, info["kept_token_idx"], strict=True):
@@ -41,8 +42,8 @@ def test_scd_maps_cover_exactly_the_kept_tokens(name: str) -> None:
 
 
 def test_tokenseg_maps_are_the_selected_boxes_per_level() -> None:
-    info, roi = _info("tokenseg_test")
-    maps = token_maps(info, roi)
+    out, roi = _out("tokenseg_test")
+    info, maps = out.info, token_maps(out.tokens, roi)
     levels = sorted(set(info["token_level"][0].tolist()))
     assert len(maps) == len(levels)
     for (_, mask), level in zip(maps, levels, strict=True):
@@ -53,7 +54,7 @@ def test_tokenseg_maps_are_the_selected_boxes_per_level() -> None:
 
 def test_dense_model_has_no_token_maps() -> None:
     with pytest.raises(InputError, match="no token selection"):
-        token_maps({}, (8, 8))
+        token_maps(None, (8, 8))
 
 
 def test_center_window_crops_and_pads() -> None:

@@ -13,6 +13,7 @@ from medtoken.tokens.selection import (
     boundary_band,
     boundary_hit_fraction,
     box_sums,
+    cell_boxes,
     codebook_diversity,
     gather_tokens,
     importance_score,
@@ -141,3 +142,13 @@ def test_boundary_hit_fraction_hand_case() -> None:
     boxes = torch.tensor([[[0, 0, 4, 4], [10, 10, 20, 20], [8, 8, 10, 10], [6, 6, 9, 9]]])
     fraction = boundary_hit_fraction(boxes, labels, radius=2)
     assert fraction.tolist() == [0.5]  # the first and last boxes meet the band
+
+
+def test_cell_boxes_tile_the_window_in_raster_order() -> None:
+    boxes = cell_boxes((4, 6), (2, 3))
+    assert boxes.shape == (6, 4) and boxes.dtype == torch.int64
+    assert boxes[1].tolist() == [0, 2, 2, 4]  # second cell: next along the last axis
+    cover = torch.zeros(4, 6, dtype=torch.int64)
+    for b in boxes:
+        cover[b[0]:b[2], b[1]:b[3]] += 1
+    assert (cover == 1).all()  # a partition of the window

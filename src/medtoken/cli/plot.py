@@ -105,8 +105,8 @@ def _run_tokens(args: argparse.Namespace) -> str:
     window = center_window(image, roi)  # (C, *roi): the window the model sees
     x = normalize(window, NormalizationPlan.from_dict(loaded.dataset["normalization"]))
     with torch.inference_mode():
-        info = model.forward_with_aux(torch.from_numpy(x)[None]).info
-    maps = token_maps(info, roi)
+        selection = model.forward_with_aux(torch.from_numpy(x)[None]).tokens
+    maps = token_maps(selection, roi)
     return str(plot_token_maps(window, maps, args.out, title=str(args.input[0]),
                                slice_index=args.slice))
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medtoken.config import from_dict
 from medtoken.data.preprocess import NormalizationPlan
+from medtoken.models.base import ModelConfig
+from medtoken.registry import family_config_class
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json_object
@@ -64,28 +67,10 @@ def sidecar_path(model_file: str | Path) -> Path:
 
 
 def variant_notes(family: str, model_config: dict[str, Any]) -> dict[str, Any]:
-    """What a family's export bakes in: the mLSTM form, the token selection, the VQ lookup."""
-    notes: dict[str, Any] = {}
-    mstm = model_config.get("mstm")
-    if isinstance(mstm, dict):
-        notes["mlstm_mode"] = mstm.get("mlstm_mode")
-        if mstm.get("mlstm_mode") == "chunkwise":
-            notes["chunk_size"] = mstm.get("chunk_size")
-    pruning = model_config.get("pruning")
-    if isinstance(pruning, dict) and pruning.get("prune_after"):
-        random = pruning.get("selection") == "random"
-        notes["token_selection"] = ("fixed-seed random draw" if random
-                                    else "deterministic top-k of the score network (eval mode)")
-        notes["keep_ratio"] = pruning.get("keep_ratio")
-        notes["prune_after"] = pruning.get("prune_after")
-    if family == "tokenseg":
-        selection, vq = model_config.get("selection", {}), model_config.get("vq", {})
-        notes["token_selection"] = f"top-K ({selection.get('method')}), K = " \
-                                   f"{selection.get('num_selected')}"
-        notes["vq_lookup"] = (f"nearest of {vq.get('num_codes')} codes" if vq.get("enabled", True)
-                              else "off")
-        notes["decoder_mode"] = model_config.get("decoder", {}).get("mode")
-    return notes
+    """What the export of a ``family`` model with this (plain-dict) config bakes in: the
+    config's own :meth:`~medtoken.models.base.ModelConfig.variant_notes`."""
+    cfg: ModelConfig = from_dict(family_config_class(family), model_config, where="model_config")
+    return cfg.variant_notes()
 
 
 @dataclass(frozen=True)

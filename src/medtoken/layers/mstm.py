@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -183,6 +184,13 @@ class MSTMConfig:
                              f"{self.pool_sizes}")
         if self.eps < 0:
             raise ValueError(f"eps must be >= 0, got {self.eps}")
+
+    def variant_notes(self) -> dict[str, Any]:
+        """What an export of MSTM blocks bakes in: the mLSTM form (and its chunk size)."""
+        notes: dict[str, Any] = {"mlstm_mode": self.mlstm_mode}
+        if self.mlstm_mode == "chunkwise":
+            notes["chunk_size"] = self.chunk_size
+        return notes
 
     def check_width(self, dim: int, where: str) -> None:
         """Raise ValueError unless a block of width ``dim`` is possible (``where`` names it)."""

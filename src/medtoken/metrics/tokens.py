@@ -1,7 +1,8 @@
 """Where token models look: the fraction of selected tokens whose cell meets the label's boundary.
 
-For every window a model sees on a labelled case, the selected tokens' voxel boxes (TokenSeg:
-the K selected cells; SCD: the patches kept by the last pruning stage) are compared with the
+For every window a model sees on a labelled case, the selected tokens' voxel boxes (the final
+stage of the model's :class:`~medtoken.models.base.TokenSelection`; TokenSeg: the K selected
+cells; SCD: the patches kept by the last pruning stage) are compared with the
 label's boundary band (:func:`medtoken.tokens.selection.boundary_band`, radius 2 voxels by
 default). The control is uniform random selection of the same number of tokens from the same
 candidates; its expected hit fraction is the hit fraction over all candidates, computed exactly
@@ -15,7 +16,7 @@ label has no boundary are skipped (both fractions would be 0).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from monai.data.utils import dense_patch_slices
 
+from medtoken.models.base import TokenSelection
 from medtoken.tokens.selection import boundary_band, box_sums
 
-__all__ = ["TokenHits", "case_token_hits", "grid_boxes", "token_boxes"]
+__all__ = ["TokenHits", "case_token_hits", "token_boxes"]
 
 
 @dataclass(frozen=True)
@@ -43,30 +45,16 @@ class TokenHits:
         return asdict(self)
 
 
-def grid_boxes(grid: Sequence[int], window: Sequence[int]) -> torch.Tensor:
-    """``(N, 2 * sd)`` half-open voxel boxes (starts, then stops) of a regular token grid in
-    raster order, ``N = prod(grid)``, each cell ``window // grid`` voxels."""
-    cell = [w // g for w, g in zip(window, grid, strict=True)]
-    axes = [torch.arange(g) * c for g, c in zip(grid, cell, strict=True)]
-    starts = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(grid))
-    return torch.cat([starts, starts + torch.tensor(cell)], dim=-1)  # (N, 2 * sd)
-
-
-def token_boxes(info: Mapping[str, Any], window: Sequence[int]) -> tuple[torch.Tensor,
-                                                                        torch.Tensor]:
-    """Selected boxes ``(B, K, 2 * sd)`` and candidate boxes ``(N, 2 * sd)`` from a model's
-    ``forward_with_aux(x).info``.
+def token_boxes(selection: TokenSelection | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selected boxes ``(B, K, 2 * sd)`` (the final stage) and candidate boxes ``(N, 2 * sd)``
+    of a model's ``forward_with_aux(x).tokens``.
 
     Raises:
         ValueError: the model reports no token selection.
     """
-    if "token_box" in info and "candidate_box" in info:  # TokenSeg
-        return info["token_box"], info["candidate_box"]
-    if "kept_token_idx" in info and "token_grid" in info:  # SCD: the last stage's kept patches
-        candidates = grid_boxes([int(g) for g in info["token_grid"]], window)
-        kept = info["kept_token_idx"][-1]  # (B, K) indices into the full grid
-        return candidates.to(kept.device)[kept], candidates  # (B, K, 2 * sd)
-    raise ValueError("the model reports no token selection (use an SCD or TokenSeg model)")
+    if selection is None:
+        raise ValueError("the model reports no token selection (use an SCD or TokenSeg model)")
+    return selection.selected_box, selection.candidate_box
 
 
 def _windows(image: np.ndarray, labels: np.ndarray,
@@ -101,8 +89,8 @@ def case_token_hits(model: Any, case_id: str, image: np.ndarray, labels: np.ndar
             continue
         x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *where)]))[None]
         with torch.inference_mode():
-            info = model.forward_with_aux(x.to(device)).info
-        chosen, pool = token_boxes(info, window)  # (1, K, 2sd), (N, 2sd)
+            selection = model.forward_with_aux(x.to(device)).tokens
+        chosen, pool = token_boxes(selection)  # (1, K, 2sd), (N, 2sd)
         selected, candidates = chosen.shape[1], pool.shape[0]
         selected_fracs.append(float(torch.gt(box_sums(band, chosen), 0).double().mean()))
         random_fracs.append(float(torch.gt(box_sums(band, pool), 0).double().mean()))

@@ -5,9 +5,16 @@ Training, inference, benchmarking and export rely only on what is here:
 - ``forward(x)`` maps ``(B, in_channels, *S)`` to logits ``(B, num_classes, *S)``;
 - ``forward_with_aux(x)`` also returns auxiliary losses (VQ commitment, ...) and diagnostics
   (kept-token indices, ...), which the training loop adds to the segmentation loss;
-- ``config`` is the frozen config the model was built from (stored in checkpoints);
+- ``SegOutput.tokens`` is the model's :class:`TokenSelection` (which tokens it kept, as voxel
+  boxes) for token models, ``None`` for dense ones; plots and token statistics read only that;
+- ``config`` is the frozen config the model was built from (stored in checkpoints); it names the
+  dataset facts training fills in (``ModelConfig.dataset_facts``) and what an export bakes in
+  (``ModelConfig.variant_notes``);
 - ``input_multiple`` is what the spatial size must be divisible by, and ``fixed_input_size``
-  is not ``None`` for models (ViTs with learned positional embeddings) that accept one size only.
+  is not ``None`` for models (ViTs with learned positional embeddings) that accept one size only;
+- ``activation_checkpoint_blocks`` are the block classes ``--grad-checkpointing`` wraps.
+
+A new family implements these in its own ``models/<family>/`` and touches nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "SegOutput", "SegmentationModel"]
+__all__ = ["ModelConfig", "SegOutput", "SegmentationModel", "TokenSelection"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,15 @@ class ModelConfig:
         num_classes: output classes including background.
         roi_size: the input patch the model is built for: the training patch and the
             sliding-window size at inference (``--patch-size`` on the command line).
+
+    Class attributes:
+        family: the registered family name.
+        dataset_facts: dataset facts beyond channels and classes that training fills into the
+            config; ``"spacing"``: the median voxel spacing of the training cases.
     """
 
     family: ClassVar[str] = ""
+    dataset_facts: ClassVar[tuple[str, ...]] = ()
     spatial_dims: int = 3
     in_channels: int = 1
     num_classes: int = 2
@@ -51,6 +64,38 @@ class ModelConfig:
             raise ValueError(f"roi_size must have {self.spatial_dims} positive entries, got "
                              f"{self.roi_size}")
 
+    def variant_notes(self) -> dict[str, Any]:
+        """What an export of this model bakes in (the sidecar's ``variant``): e.g. the mLSTM
+        form or the token selection. Default: nothing."""
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class TokenSelection:
+    """Which of a token model's candidate tokens it kept, as voxel boxes of its input window.
+
+    Attributes:
+        candidate_box: ``(N, 2 * sd)`` int64 half-open voxel boxes (starts, then stops) of every
+            candidate token, in the candidates' order.
+        kept: per selection stage, ``(B, K_s)`` indices into the candidates of the tokens kept
+            there; stages nest, the last one is the final selection.
+        candidate_level: ``(N,)`` scale of each candidate (level ``l``: a cell of the stride
+            ``2**l`` feature map), or ``None`` when all candidates are cells of one grid.
+    """
+
+    candidate_box: torch.Tensor
+    kept: tuple[torch.Tensor, ...]
+    candidate_level: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kept:
+            raise ValueError("a token selection needs at least one stage")
+
+    @property
+    def selected_box(self) -> torch.Tensor:
+        """``(B, K, 2 * sd)`` boxes of the finally selected tokens."""
+        return self.candidate_box.to(self.kept[-1].device)[self.kept[-1]]
+
 
 @dataclass
 class SegOutput:
@@ -59,18 +104,24 @@ class SegOutput:
     Attributes:
         logits: ``(B, num_classes, *S)``.
         losses: auxiliary loss terms, already weighted, added to the segmentation loss.
-        info: diagnostics for logging and plots (never printed by the model).
+        info: diagnostics for logging (never printed by the model); no consumer depends on its
+            keys.
+        tokens: the kept tokens of a token model, ``None`` for dense models.
     """
 
     logits: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenSelection | None = None
 
 
 class SegmentationModel(nn.Module):
     """Base class: holds the config and exposes the shared contract."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # block classes whose activations ``--grad-checkpointing`` recomputes (every instance of
+    # them in the model is wrapped); empty: the model has no token blocks worth checkpointing
+    activation_checkpoint_blocks: ClassVar[tuple[type[nn.Module], ...]] = ()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

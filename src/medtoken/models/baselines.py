@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from monai.networks.blocks.transformerblock import TransformerBlock
 from monai.networks.nets import UNETR, DynUNet, UNet
 
 from medtoken.models.base import ModelConfig, SegmentationModel
@@ -119,6 +120,7 @@ class DynUNetConfig(ModelConfig):
     """MONAI ``DynUNet`` planned as nnU-Net's 3d_fullres would be for ``roi_size``/``spacing``."""
 
     family: ClassVar[str] = "dynunet"
+    dataset_facts: ClassVar[tuple[str, ...]] = ("spacing",)  # the plan follows the spacing
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
     base_filters: int = 32
     max_filters: int = 320
@@ -189,6 +191,7 @@ class MonaiUNETR(SegmentationModel):
     """MONAI ``UNETR`` under the medtoken contract."""
 
     config_class = MonaiUNETRConfig
+    activation_checkpoint_blocks = (TransformerBlock,)
 
     def __init__(self, config: MonaiUNETRConfig) -> None:
         super().__init__(config)

@@ -14,7 +14,7 @@ trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -47,12 +47,17 @@ class MSTMLayerProbeConfig(ModelConfig):
             raise ValueError(f"dim must be >= 1, got {self.dim}")
         self.mstm.check_width(self.dim, "dim")
 
+    def variant_notes(self) -> dict[str, Any]:
+        """The mLSTM form an export bakes in."""
+        return self.mstm.variant_notes()
+
 
 @register_family
 class MSTMLayerProbe(SegmentationModel):
     """Stem -> one :class:`MSTMBlock` over all ``N = prod(S)`` voxels -> head."""
 
     config_class = MSTMLayerProbeConfig
+    activation_checkpoint_blocks = (MSTMBlock,)
 
     def __init__(self, config: MSTMLayerProbeConfig) -> None:
         super().__init__(config)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,10 @@ class TMUNetConfig(ModelConfig):
             raise ValueError(f"roi_size must be divisible by prod(strides) = {multiple}, got "
                              f"{self.roi_size}")
 
+    def variant_notes(self) -> dict[str, Any]:
+        """The mLSTM form an export bakes in."""
+        return self.mstm.variant_notes()
+
 
 @register_family
 class TMUNet(SegmentationModel):
@@ -98,6 +102,7 @@ class TMUNet(SegmentationModel):
 
     config_class = TMUNetConfig
     config: TMUNetConfig
+    activation_checkpoint_blocks = (MSTMBlock,)
 
     def __init__(self, config: TMUNetConfig) -> None:
         super().__init__(config)

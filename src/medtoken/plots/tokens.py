@@ -1,20 +1,18 @@
 """Which tokens a token model kept, drawn over the image: where the model looks.
 
-Works from ``forward_with_aux(x).info`` of either token family:
-
-- SCD reports ``token_grid`` and, per pruning stage, ``kept_token_idx`` (raster positions);
-- TokenSeg reports the selected cells' ``token_box`` (voxel boxes) and ``token_level``.
+Works from ``forward_with_aux(x).tokens``, the model's
+:class:`~medtoken.models.base.TokenSelection`: one panel per selection stage (SCD: per pruning
+stage), split by level when the candidates come from several scales (TokenSeg).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from medtoken.models.base import TokenSelection
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 
@@ -35,44 +33,51 @@ def center_window(image: np.ndarray, roi: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _scd_maps(info: Mapping[str, Any], shape: Sequence[int]) -> list[tuple[str, np.ndarray]]:
-    grid = tuple(int(g) for g in info["token_grid"])
-    patch = [s // g for s, g in zip(shape, grid, strict=True)]
-    total = math.prod(grid)
-    maps = []
-    for stage, idx in enumerate(info["kept_token_idx"], start=1):
-        cells = np.zeros(total, dtype=bool)
-        kept = np.asarray(idx[0].detach().cpu())
-        cells[kept] = True
-        full = cells.reshape(grid)
-        for axis, p in enumerate(patch):  # token grid -> voxels: repeat each cell p times
-            full = np.repeat(full, p, axis=axis)
-        maps.append((f"stage {stage}: kept {kept.size} of {total}", full))
-    return maps
-
-
-def _tokenseg_maps(info: Mapping[str, Any], shape: Sequence[int]) -> list[tuple[str, np.ndarray]]:
-    boxes = np.asarray(info["token_box"][0].detach().cpu())  # (K, 2d): starts then stops
-    levels = np.asarray(info["token_level"][0].detach().cpu())  # (K,)
+def _paint(boxes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``(*shape)`` bool: True inside any of the half-open voxel ``boxes (K, 2d)``."""
     dims = len(shape)
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for box in boxes:
+        mask[tuple(slice(int(box[a]), int(box[dims + a])) for a in range(dims))] = True
+    return mask
+
+
+def _level_maps(boxes: np.ndarray, levels: np.ndarray,
+                prefix: str, shape: Sequence[int]) -> list[tuple[str, np.ndarray]]:
+    """One map per level present among the kept tokens (``boxes (K, 2d)``, ``levels (K,)``)."""
     maps = []
     for level in sorted(set(levels.tolist())):
-        mask = np.zeros(tuple(shape), dtype=bool)
         chosen = boxes[levels == level]
-        for box in chosen:
-            mask[tuple(slice(int(box[a]), int(box[dims + a])) for a in range(dims))] = True
-        maps.append((f"level {level} (stride {2 ** level}): {len(chosen)} cells", mask))
+        maps.append((f"{prefix}level {level} (stride {2 ** level}): {len(chosen)} cells",
+                     _paint(chosen, shape)))
     return maps
 
 
-def token_maps(info: Mapping[str, Any], shape: Sequence[int]) -> list[tuple[str, np.ndarray]]:
-    """``[(title, mask (*shape) bool)]``: the kept tokens per stage/level of batch element 0."""
-    if "kept_token_idx" in info and "token_grid" in info:
-        return _scd_maps(info, shape)
-    if "token_box" in info and "token_level" in info:
-        return _tokenseg_maps(info, shape)
-    raise InputError("--model", "this model reports no token selection (use an SCD or TokenSeg "
-                     "model)")
+def token_maps(selection: TokenSelection | None,
+               shape: Sequence[int]) -> list[tuple[str, np.ndarray]]:
+    """``[(title, mask (*shape) bool)]``: the kept tokens of batch element 0, one map per
+    selection stage, or per stage and level for multi-scale candidates.
+
+    Args:
+        selection: ``forward_with_aux(x).tokens``; ``None`` (a dense model) is refused.
+        shape: the model's window.
+    """
+    if selection is None:
+        raise InputError("--model", "this model reports no token selection (use an SCD or "
+                         "TokenSeg model)")
+    candidates = np.asarray(selection.candidate_box.detach().cpu())  # (N, 2d)
+    levels = (None if selection.candidate_level is None
+              else np.asarray(selection.candidate_level.detach().cpu()))  # (N,)
+    maps: list[tuple[str, np.ndarray]] = []
+    for stage, kept in enumerate(selection.kept, start=1):
+        idx = np.asarray(kept[0].detach().cpu())  # (K_s,)
+        if levels is None:
+            maps.append((f"stage {stage}: kept {idx.size} of {len(candidates)}",
+                         _paint(candidates[idx], shape)))
+        else:
+            prefix = f"stage {stage}, " if len(selection.kept) > 1 else ""
+            maps += _level_maps(candidates[idx], levels[idx], prefix, shape)
+    return maps
 
 
 def plot_token_maps(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], out: str | Path,

@@ -7,7 +7,8 @@ Pure tensor functions (2D and 3D alike) used by TokenSeg (arXiv:2601.04519, spec
 - selection: :func:`select_topk` (unique, ties to the lower index), :func:`random_topk`;
 - reprojection: :func:`gather_tokens` (optionally gated by the score, which is the gradient path
   to a learned scorer), :func:`reproject_tokens` (its inverse, with a fill value and occupancy);
-- boundary bands: :func:`boundary_band`, :func:`box_sums`, :func:`boundary_hit_fraction`.
+- boxes and boundary bands: :func:`cell_boxes` (the voxel boxes of a regular token grid, also
+  SCD's patches), :func:`boundary_band`, :func:`box_sums`, :func:`boundary_hit_fraction`.
 
 Layouts: tokens ``(B, N, C)``, scores ``(B, N)``, indices ``(B, K)``, images ``(B, C, *S)``,
 label maps ``(B, *S)``. A box is ``(start_0, .., start_{d-1}, stop_0, .., stop_{d-1})`` in voxels,
@@ -17,6 +18,7 @@ half-open, so boxes are ``(..., 2 * spatial_dims)``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ __all__ = [
     "boundary_band",
     "boundary_hit_fraction",
     "box_sums",
+    "cell_boxes",
     "codebook_diversity",
     "gather_tokens",
     "importance_score",
@@ -206,6 +209,20 @@ def boundary_band(labels: torch.Tensor, radius: int = 2) -> torch.Tensor:
     conv = F.conv3d if sd == 3 else F.conv2d
     hits = conv(surface[:, None].float(), ball[None, None], padding=radius)  # (B, 1, *S)
     return hits[:, 0] > 0.5
+
+
+def cell_boxes(spatial_size: Sequence[int], grid: Sequence[int],
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Input-space boxes of the cells of ``grid`` tiling ``spatial_size``.
+
+    Returns:
+        ``(prod(grid), 2 * d)`` int64, row-major.
+    """
+    cell = [s // g for s, g in zip(spatial_size, grid, strict=True)]
+    axes = [torch.arange(g, device=device) for g in grid]
+    coords = torch.meshgrid(*axes, indexing="ij")  # d x grid
+    starts = torch.stack([c.reshape(-1) * n for c, n in zip(coords, cell, strict=True)], -1)
+    return torch.cat([starts, starts + torch.tensor(cell, device=device)], -1)  # (G, 2d)
 
 
 def box_sums(volume: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

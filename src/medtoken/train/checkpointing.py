@@ -1,7 +1,8 @@
 """Activation ("gradient") checkpointing of a model's token blocks, without touching model code.
 
-``--grad-checkpointing`` wraps every transformer block (medtoken's and MONAI's) and every MSTM
-block (TM-UNet's mLSTM pairs) with PyTorch's ``checkpoint_wrapper``: the block's activations are
+``--grad-checkpointing`` wraps every block of the classes a model names in
+``activation_checkpoint_blocks`` (its transformer blocks, medtoken's or MONAI's; TM-UNet's MSTM
+blocks of mLSTM pairs) with PyTorch's ``checkpoint_wrapper``: the block's activations are
 dropped after the forward pass and recomputed in the backward pass. The non-reentrant
 implementation is used; it restores the random-generator state for the recomputation, so
 stochastic depth draws the same masks twice and gradients equal those of the plain model.
@@ -33,14 +34,9 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
 __all__ = ["apply_grad_checkpointing", "block_types", "restore_buffers"]
 
 
-def block_types() -> tuple[type[nn.Module], ...]:
-    """The block classes whose activations are checkpointed."""
-    from monai.networks.blocks.transformerblock import TransformerBlock as MonaiTransformerBlock
-
-    from medtoken.layers.mstm import MSTMBlock
-    from medtoken.layers.transformer import TransformerBlock
-
-    return (TransformerBlock, MSTMBlock, MonaiTransformerBlock)
+def block_types(model: nn.Module) -> tuple[type[nn.Module], ...]:
+    """The block classes of ``model`` whose activations are checkpointed (the model says)."""
+    return tuple(getattr(model, "activation_checkpoint_blocks", ()))
 
 
 @contextmanager
@@ -69,9 +65,9 @@ def apply_grad_checkpointing(model: nn.Module) -> int:
     """Wrap the blocks of ``model`` in place (see :func:`block_types`).
 
     Returns:
-        the number of blocks wrapped (0 for models without transformer or MSTM blocks).
+        the number of blocks wrapped (0 for models that name no blocks).
     """
-    types = block_types()
+    types = block_types(model)
     apply_activation_checkpointing(model, checkpoint_wrapper_fn=_wrap,
                                    check_fn=lambda m: isinstance(m, types))
     return sum(isinstance(m, CheckpointWrapper) for m in model.modules())

@@ -82,7 +82,7 @@ def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str
         raise InputError("--model", f"'{train_cfg.model}' is a {base.spatial_dims}D model but "
                          f"the dataset is {info.spatial_dims}D")
     fill: dict[str, Any] = {"in_channels": info.num_channels, "num_classes": info.num_classes}
-    if hasattr(base, "spacing"):
+    if "spacing" in base.dataset_facts:
         spacing = np.median(np.array([c.meta.spacing for c in cases]), axis=0)
         fill["spacing"] = [round(float(s), 4) for s in spacing]
     cfg = get_config(train_cfg.model, **fill, **overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from medtoken.models.base import ModelConfig
 from medtoken.tokens.pruning import SELECTIONS
@@ -187,6 +187,16 @@ class SCDConfig(ModelConfig):
         for _ in self.pruning.prune_after:
             counts.append(keep_count(counts[-1], self.pruning.keep_ratio))
         return tuple(counts)
+
+    def variant_notes(self) -> dict[str, Any]:
+        """The token selection an export bakes in (nothing for the dense encoder)."""
+        p = self.pruning
+        if not p.prune_after:
+            return {}
+        random = p.selection == "random"
+        return {"token_selection": ("fixed-seed random draw" if random
+                                    else "deterministic top-k of the score network (eval mode)"),
+                "keep_ratio": p.keep_ratio, "prune_after": list(p.prune_after)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -13,12 +13,14 @@ from typing import Any
 
 import torch
 
-from medtoken.models.base import SegmentationModel, SegOutput
+from medtoken.layers.transformer import TransformerBlock
+from medtoken.models.base import SegmentationModel, SegOutput, TokenSelection
 from medtoken.models.scd.config import SCDConfig
 from medtoken.models.scd.decoder import UNETRDecoder
 from medtoken.models.scd.encoder import EncoderOutput, ViTEncoder
 from medtoken.registry import register_family
 from medtoken.tokens.assembly import TokenAssembly
+from medtoken.tokens.selection import cell_boxes
 
 __all__ = ["SCD"]
 
@@ -29,6 +31,8 @@ class SCD(SegmentationModel):
 
     config_class = SCDConfig
     config: SCDConfig
+    activation_checkpoint_blocks = (TransformerBlock,)
+    patch_box: torch.Tensor  # (L, 2 sd) voxel boxes of the patch tokens, raster order
 
     def __init__(self, config: SCDConfig) -> None:
         super().__init__(config)
@@ -43,6 +47,7 @@ class SCD(SegmentationModel):
         self.decoder = UNETRDecoder(c.spatial_dims, c.in_channels, c.num_classes,
                                     c.encoder.embed_dim, c.encoder.patch_size,
                                     c.decoder.num_upsamples, feature_size=c.decoder.feature_size)
+        self.register_buffer("patch_box", cell_boxes(c.roi_size, c.grid_size), persistent=False)
 
     @property
     def input_multiple(self) -> tuple[int, ...]:
@@ -88,12 +93,20 @@ class SCD(SegmentationModel):
         ``info`` holds ``token_grid`` (patch tokens per axis), ``tokens_per_stage`` (alive patch
         tokens at the input and after each pruning stage, CLS excluded), ``kept_token_idx`` and
         ``pruned_token_idx`` (per stage, ``(B, k_s)`` and ``(B, n_s - k_s)`` raster positions in
-        the patch grid, ascending). There are no auxiliary losses (STP has no score regulariser).
+        the patch grid, ascending). ``tokens`` holds the same kept sets as a
+        :class:`TokenSelection` over the patches (``None`` without pruning). There are no
+        auxiliary losses (STP has no score regulariser).
         """
         enc = self.encoder(x)
         skips, bottleneck = self._decoder_inputs(enc)
         logits = self.decoder(x, skips, bottleneck)
-        return SegOutput(logits, {}, self._info(enc))
+        return SegOutput(logits, {}, self._info(enc), self._tokens(enc))
+
+    def _tokens(self, enc: EncoderOutput) -> TokenSelection | None:
+        """The patches kept by each pruning stage (``None`` without pruning)."""
+        if not enc.kept_pos_idx:
+            return None
+        return TokenSelection(self.patch_box, tuple(k.detach() for k in enc.kept_pos_idx))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *roi_size)`` → logits ``(B, num_classes, *roi_size)``."""

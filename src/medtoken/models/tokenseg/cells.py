@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from medtoken.layers.pos_embed import sincos_pos_embed_1d
+from medtoken.tokens.selection import cell_boxes
 
 __all__ = [
     "candidate_boxes",
@@ -36,20 +37,6 @@ def _unravel(cell_idx: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
         coords.append(rest % size)
         rest = rest // size
     return coords[::-1]
-
-
-def cell_boxes(spatial_size: Sequence[int], grid: Sequence[int],
-               device: torch.device | str | None = None) -> torch.Tensor:
-    """Input-space boxes of the cells of ``grid`` tiling ``spatial_size``.
-
-    Returns:
-        ``(prod(grid), 2 * d)`` int64, row-major.
-    """
-    cell = [s // g for s, g in zip(spatial_size, grid, strict=True)]
-    axes = [torch.arange(g, device=device) for g in grid]
-    coords = torch.meshgrid(*axes, indexing="ij")  # d x grid
-    starts = torch.stack([c.reshape(-1) * n for c, n in zip(coords, cell, strict=True)], -1)
-    return torch.cat([starts, starts + torch.tensor(cell, device=device)], -1)  # (G, 2d)
 
 
 def candidate_boxes(spatial_size: Sequence[int], grids: Sequence[Sequence[int]],

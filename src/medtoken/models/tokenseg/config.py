@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from medtoken.models.base import ModelConfig
 
@@ -224,6 +224,13 @@ class TokenSegConfig(ModelConfig):
         if any(s % m for s, m in zip(self.roi_size, multiple, strict=True)):
             raise ValueError(f"roi_size {self.roi_size} must be a multiple of {multiple} (every "
                              f"level's cell grid must tile its feature map exactly)")
+
+    def variant_notes(self) -> dict[str, Any]:
+        """The top-K selection, the VQ lookup and the decoder mode an export bakes in."""
+        sel, vq = self.selection, self.vq
+        return {"token_selection": f"top-K ({sel.method}), K = {sel.num_selected}",
+                "vq_lookup": f"nearest of {vq.num_codes} codes" if vq.enabled else "off",
+                "decoder_mode": self.decoder.mode}
 
     def _check_decoder(self) -> None:
         if self.decoder.mode != "sparse":

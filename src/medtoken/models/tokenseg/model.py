@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medtoken.layers.transformer import TransformerBlock
-from medtoken.models.base import SegmentationModel, SegOutput
+from medtoken.models.base import SegmentationModel, SegOutput, TokenSelection
 from medtoken.models.tokenseg.cells import (
     candidate_boxes,
     candidate_levels,
@@ -53,6 +53,7 @@ class TokenSeg(SegmentationModel):
 
     config_class = TokenSegConfig
     config: TokenSegConfig
+    activation_checkpoint_blocks = (TransformerBlock,)
     level_idx: torch.Tensor  # (N,) 0-based level of each candidate
     cell_idx: torch.Tensor  # (N,) cell index within its level
     pos_embed: torch.Tensor  # (N, C) fixed sin-cos embedding of the cell centres
@@ -120,7 +121,8 @@ class TokenSeg(SegmentationModel):
             A :class:`SegOutput`; ``info`` holds, per sample, ``token_idx``, ``token_level``
             (1 = stride 2), ``token_cell``, ``token_box`` ``(B, K, 2 d)``, ``token_score``, and
             the pool's ``candidate_box`` ``(N, 2 d)`` / ``candidate_level`` ``(N,)``; with VQ
-            also ``code_idx (B, N)``; in sparse mode ``refine_idx (B, R)``.
+            also ``code_idx (B, N)``; in sparse mode ``refine_idx (B, R)``. ``tokens`` is the
+            selection as a :class:`TokenSelection` (one stage; levels 1 = stride 2, ...).
         """
         self._check_size(x)
         features = self.encoder(x)  # [F_1 .. F_L]
@@ -136,7 +138,7 @@ class TokenSeg(SegmentationModel):
         if target is not None and self.config.selection.boundary_loss_weight > 0:
             losses["boundary"] = self._boundary_loss(semantic_logit, target, boxes)
         info = self._info(idx, scores, boxes, code_idx, refine_idx)
-        return SegOutput(logits, losses, info)
+        return SegOutput(logits, losses, info, TokenSelection(boxes, (idx,), self.level_idx + 1))
 
     # ---- steps ---------------------------------------------------------------------------
 
