@@ -20,30 +20,12 @@ from torch import nn
 
 from medtoken.layers.pos_embed import sincos_pos_embed
 from medtoken.layers.transformer import TransformerBlock
+from medtoken.tokens.indexing import scatter_tokens
 
+# scatter_tokens is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = ["ASSEMBLY_MODES", "TokenAssembly", "scatter_tokens"]
 
 ASSEMBLY_MODES = ("mta", "mask")
-
-
-def scatter_tokens(base: torch.Tensor, sets: Sequence[torch.Tensor],
-                   positions: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Write every token set back at its positions of ``base``.
-
-    Differentiable with respect to the set tokens (positions not written keep ``base``).
-
-    Args:
-        base: ``(B, L, C)`` background (zeros, or a mask token expanded).
-        sets: token sets ``(B, n_j, C)``.
-        positions: ``(B, n_j)`` positions in ``0..L-1`` of each set; all distinct within a row.
-
-    Returns:
-        ``(B, L, C)`` with ``out[b, positions[j][b, i]] = sets[j][b, i]``.
-    """
-    tokens = torch.cat(list(sets), dim=1)  # (B, sum n_j, C)
-    idx = torch.cat(list(positions), dim=1)  # (B, sum n_j)
-    idx = idx.unsqueeze(-1).expand(-1, -1, base.shape[-1])  # (B, sum n_j, C)
-    return base.scatter(1, idx, tokens.to(base.dtype))  # (B, L, C)
 
 
 class TokenAssembly(nn.Module):

@@ -20,22 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtoken.tokens.indexing import gather_tokens, split_topk
 from medtoken.tokens.topk import (
     Selection,
     gumbel_noise_like,
     keep_count,
-    split_topk,
     straight_through_topk,
 )
 
+# gather_tokens is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = ["SELECTIONS", "PruneStep", "ScoreNet", "TokenPruner", "gather_tokens"]
 
 SELECTIONS = ("gumbel", "topk", "random")
-
-
-def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``idx`` of every sample: ``(B, n, C)``, ``(B, k)`` → ``(B, k, C)``."""
-    return tokens.gather(1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 class PruneStep(NamedTuple):
@@ -121,10 +117,10 @@ class TokenPruner(nn.Module):
             if not self.training:  # a fixed draw keeps inference deterministic
                 generator = torch.Generator(device=patches.device).manual_seed(self.seed)
             scores = torch.rand(b, n, generator=generator, device=patches.device)
-            return Selection(*split_topk(scores, k), None)
+            return Selection(*split_topk(scores, k, order="index", stable=False), None)
         log_scores = self.score_net(patches).float()  # (B, n); selection in fp32 under autocast
         if not self.training:
-            return Selection(*split_topk(log_scores, k), None)
+            return Selection(*split_topk(log_scores, k, order="index", stable=False), None)
         noise = gumbel_noise_like(log_scores) if self.selection == "gumbel" else None
         return straight_through_topk(log_scores, k, self.temperature, noise)
 

@@ -5,8 +5,9 @@ Pure tensor functions (2D and 3D alike) used by TokenSeg (arXiv:2601.04519, spec
 - scoring: :func:`sobel_magnitude` (hand-crafted boundary strength), :func:`minmax_normalize`,
   :func:`codebook_diversity`, :func:`importance_score`;
 - selection: :func:`select_topk` (unique, ties to the lower index), :func:`random_topk`;
-- reprojection: :func:`gather_tokens` (optionally gated by the score, which is the gradient path
-  to a learned scorer), :func:`reproject_tokens` (its inverse, with a fill value and occupancy);
+- reprojection: :func:`~medtoken.tokens.indexing.gather_tokens` (optionally gated by the score,
+  which is the gradient path to a learned scorer; re-exported here), :func:`reproject_tokens`
+  (its inverse, with a fill value and occupancy);
 - boxes and boundary bands: :func:`cell_boxes` (the voxel boxes of a regular token grid, also
   SCD's patches), :func:`boundary_band`, :func:`box_sums`, :func:`boundary_hit_fraction`.
 
@@ -23,8 +24,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from medtoken.tokens.assembly import scatter_tokens
+from medtoken.tokens.indexing import gather_tokens, scatter_tokens, split_topk
 
+# gather_tokens is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = [
     "boundary_band",
     "boundary_hit_fraction",
@@ -107,7 +109,8 @@ def importance_score(terms: tuple[torch.Tensor, ...], weights: tuple[float, ...]
 
 
 def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` highest scores per row, highest first; ties go to the lower index.
+    """Indices of the ``k`` highest scores per row, highest first; ties go to the lower index
+    (:func:`~medtoken.tokens.indexing.split_topk` with ``order="score"``).
 
     Args:
         scores: ``(B, N)``.
@@ -118,8 +121,7 @@ def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """
     if not 1 <= k <= scores.shape[-1]:
         raise ValueError(f"k must be in [1, {scores.shape[-1]}], got {k}")
-    order = torch.sort(scores.detach(), dim=-1, descending=True, stable=True).indices  # (B, N)
-    return order[:, :k]
+    return split_topk(scores, k, order="score")[0]
 
 
 def random_topk(batch: int, n: int, k: int, device: torch.device | str = "cpu",
@@ -133,27 +135,6 @@ def random_topk(batch: int, n: int, k: int, device: torch.device | str = "cpu",
         raise ValueError(f"k must be in [1, {n}], got {k}")
     noise = torch.rand(batch, n, device=device, generator=generator)  # (B, N)
     return noise.argsort(dim=-1)[:, :k]
-
-
-def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor,
-                  weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Pick tokens by index, optionally gated by a per-token weight.
-
-    Gating ``z_j = s_{i_j} u_{i_j}`` is what lets a learned score receive gradients through a
-    hard top-K.
-
-    Args:
-        tokens: ``(B, N, C)``.
-        idx: ``(B, K)``.
-        weights: ``(B, N)`` or ``None``.
-
-    Returns:
-        ``(B, K, C)``.
-    """
-    picked = tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))  # (B, K, C)
-    if weights is not None:
-        picked = picked * weights.gather(1, idx)[..., None].to(picked.dtype)  # (B, K, 1) gate
-    return picked
 
 
 def reproject_tokens(selected: torch.Tensor, idx: torch.Tensor,

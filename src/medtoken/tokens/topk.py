@@ -4,8 +4,8 @@ Pure tensor functions used by :class:`medtoken.tokens.pruning.TokenPruner` (STP,
 "Token Sparsification for Faster Medical Image Segmentation", IPMI 2023, arXiv:2303.06522).
 
 Selection returns *index tensors* (sorted, so kept tokens stay in raster order) rather than boolean
-masks: gathers with index tensors avoid ``nonzero`` and boolean indexing, and every sample in a
-batch keeps the same number of tokens.
+masks; the hard split itself is the shared :func:`~medtoken.tokens.indexing.split_topk` (with
+``order="index"``, re-exported here).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import NamedTuple
 
 import torch
 
+from medtoken.tokens.indexing import split_topk
+
+# split_topk is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = [
     "Selection",
     "gumbel_noise_like",
@@ -72,23 +75,6 @@ def gumbel_noise_like(scores: torch.Tensor, generator: torch.Generator | None = 
     return torch.where(torch.isinf(noise), torch.zeros_like(noise), noise)
 
 
-def split_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hard top-k split with both index sets sorted ascending (raster order preserved).
-
-    Args:
-        scores: ``(B, n)``; larger is kept.
-        k: tokens to keep, ``0 <= k <= n``.
-
-    Returns:
-        ``(keep_idx (B, k), prune_idx (B, n - k))``, disjoint and together a permutation of
-        ``0..n-1`` in every row.
-    """
-    order = scores.argsort(dim=1, descending=True)  # (B, n) best first
-    keep_idx = order[:, :k].sort(dim=1).values  # (B, k)
-    prune_idx = order[:, k:].sort(dim=1).values  # (B, n - k)
-    return keep_idx, prune_idx
-
-
 def straight_through_mask(soft: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
     """Hard 0/1 keep mask with the gradient of ``soft`` (straight-through estimator).
 
@@ -126,6 +112,6 @@ def straight_through_topk(log_scores: torch.Tensor, k: int, temperature: float =
         A :class:`Selection` with ``mask`` set.
     """
     perturbed = log_scores if noise is None else log_scores + noise  # (B, n)
-    keep_idx, prune_idx = split_topk(perturbed.detach(), k)
+    keep_idx, prune_idx = split_topk(perturbed.detach(), k, order="index", stable=False)
     soft = torch.softmax(perturbed / temperature, dim=1)  # (B, n), one softmax per sample
     return Selection(keep_idx, prune_idx, straight_through_mask(soft, keep_idx))

@@ -30,11 +30,11 @@ from medtoken.models.tokenseg.config import TokenSegConfig, input_multiple
 from medtoken.models.tokenseg.decoder import SparseToDenseDecoder
 from medtoken.models.tokenseg.encoder import CellTokenizer, HierarchicalEncoder
 from medtoken.registry import register_family
+from medtoken.tokens.indexing import gather_tokens
 from medtoken.tokens.selection import (
     boundary_band,
     box_sums,
     codebook_diversity,
-    gather_tokens,
     importance_score,
     minmax_normalize,
     random_topk,

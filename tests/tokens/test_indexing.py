@@ -1,0 +1,60 @@
+"""The shared index helpers: one top-k split with an order, one gather, one scatter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medtoken.tokens import assembly, pruning, selection, topk
+from medtoken.tokens.indexing import gather_tokens, scatter_tokens, split_topk
+
+
+def test_every_family_uses_the_one_definition() -> None:
+    assert pruning.gather_tokens is selection.gather_tokens is gather_tokens
+    assert assembly.scatter_tokens is selection.scatter_tokens is scatter_tokens
+    assert topk.split_topk is split_topk
+
+
+def test_orders_hold_the_same_sets() -> None:
+    scores = torch.randn(3, 20)
+    by_score = split_topk(scores, 6, order="score")
+    by_index = split_topk(scores, 6, order="index")
+    for a, b in zip(by_score, by_index, strict=True):
+        assert torch.equal(a.sort(dim=1).values, b)
+    assert torch.all(scores.gather(1, by_score[0]).diff(dim=1) <= 0)  # highest first
+    assert torch.all(scores.gather(1, by_score[1]).diff(dim=1) <= 0)
+    assert torch.all(by_index[0].diff(dim=1) > 0) and torch.all(by_index[1].diff(dim=1) > 0)
+
+
+def test_stable_ties_go_to_the_lower_index_and_unstable_is_argsort() -> None:
+    scores = torch.tensor([[1.0, 3.0, 1.0, 3.0, 1.0, 3.0]])
+    keep, rest = split_topk(scores, 4, order="score")
+    assert keep.tolist() == [[1, 3, 5, 0]] and rest.tolist() == [[2, 4]]
+    ties = torch.randint(0, 3, (4, 50)).float()
+    keep, rest = split_topk(ties, 17, order="index", stable=False)
+    ranked = ties.argsort(dim=1, descending=True)  # what SCD always did
+    assert torch.equal(keep, ranked[:, :17].sort(dim=1).values)
+    assert torch.equal(rest, ranked[:, 17:].sort(dim=1).values)
+
+
+def test_split_topk_takes_no_gradient_and_refuses_bad_arguments() -> None:
+    scores = torch.randn(2, 5, requires_grad=True)
+    keep, _ = split_topk(scores, 2)
+    assert not keep.requires_grad
+    with pytest.raises(ValueError, match="k must be in"):
+        split_topk(scores, 6)
+    with pytest.raises(ValueError, match="order must be one of"):
+        split_topk(scores, 2, order="raster")  # type: ignore[arg-type]
+
+
+def test_gather_gates_and_scatter_inverts() -> None:
+    tokens = torch.randn(2, 7, 3)
+    idx = torch.tensor([[6, 0, 3], [1, 2, 5]])
+    picked = gather_tokens(tokens, idx)
+    assert torch.equal(picked[1, 2], tokens[1, 5])
+    weights = torch.rand(2, 7)
+    torch.testing.assert_close(gather_tokens(tokens, idx, weights),
+                               picked * weights.gather(1, idx)[..., None])
+    back = scatter_tokens(torch.zeros(2, 7, 3), [picked], [idx])
+    assert torch.equal(gather_tokens(back, idx), picked)
+    assert (back.abs().sum(-1) > 0).sum() <= 6  # only the picked slots are written
