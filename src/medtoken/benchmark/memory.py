@@ -117,7 +117,9 @@ def _import_everything() -> None:
 def _warm_runtime(spatial_dims: int) -> None:
     """Run a tiny convolution and matmul with backward, so that the runtime's one-off buffers
     (thread pools, kernel caches) count as idle and not as the model's memory."""
-    conv = (torch.nn.Conv3d if spatial_dims == 3 else torch.nn.Conv2d)(1, 1, 3, padding=1)
+    from medtoken.layers.factory import conv_type
+
+    conv = conv_type(spatial_dims)(1, 1, 3, padding=1)
     x = torch.randn(1, 1, *(4,) * spatial_dims)
     (conv(x).flatten(1) @ torch.randn(4**spatial_dims, 2)).sum().backward()
 

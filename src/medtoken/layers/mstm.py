@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtoken.layers.factory import batch_norm_type, conv_type
 from medtoken.layers.mlstm import MLSTM_MODES, MLSTMLayer
 
 __all__ = [
@@ -38,9 +39,6 @@ __all__ = [
 
 POOL_MODES = ("as_released", "spatial")
 INIT_MODES = ("as_released", "vil")
-_CONVS: dict[int, type[nn.Conv2d] | type[nn.Conv3d]] = {2: nn.Conv2d, 3: nn.Conv3d}
-_NORMS: dict[int, type[nn.BatchNorm2d] | type[nn.BatchNorm3d]] = {2: nn.BatchNorm2d,
-                                                                   3: nn.BatchNorm3d}
 
 
 def raster_tokens(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -205,8 +203,8 @@ class DWConvUnit(nn.Module):
 
     def __init__(self, dim: int, spatial_dims: int) -> None:
         super().__init__()
-        self.conv = _CONVS[spatial_dims](dim, dim, 3, padding=1, groups=dim)
-        self.norm = _NORMS[spatial_dims](dim)
+        self.conv = conv_type(spatial_dims)(dim, dim, 3, padding=1, groups=dim)
+        self.norm = batch_norm_type(spatial_dims)(dim)
 
     def forward(self, tokens: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
         grid = raster_map(tokens, spatial_shape)  # (B, C, *S)

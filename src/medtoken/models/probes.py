@@ -17,16 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
+from medtoken.layers.factory import conv_type
 from medtoken.layers.mstm import MSTMBlock, MSTMConfig, raster_map, raster_tokens
 from medtoken.models.base import ModelConfig, SegmentationModel
 from medtoken.registry import register_family, register_preset
 
 __all__ = ["MSTMLayerProbe", "MSTMLayerProbeConfig"]
-
-_CONVS: dict[int, type[nn.Conv2d] | type[nn.Conv3d]] = {2: nn.Conv2d, 3: nn.Conv3d}
-
 
 @dataclass(frozen=True)
 class MSTMLayerProbeConfig(ModelConfig):
@@ -61,7 +58,7 @@ class MSTMLayerProbe(SegmentationModel):
 
     def __init__(self, config: MSTMLayerProbeConfig) -> None:
         super().__init__(config)
-        conv = _CONVS[config.spatial_dims]
+        conv = conv_type(config.spatial_dims)
         self.stem = conv(config.in_channels, config.dim, 1)
         self.block = MSTMBlock(config.dim, config.spatial_dims, config.mstm)
         self.head = conv(config.dim, config.num_classes, 1)

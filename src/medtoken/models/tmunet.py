@@ -32,23 +32,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtoken.layers.factory import batch_norm_type, conv_type, linear_mode, pool_fn
 from medtoken.layers.mstm import MSTMBlock, MSTMConfig, init_as_released, raster_map, raster_tokens
 from medtoken.models.base import ModelConfig, SegmentationModel
 from medtoken.registry import register_family, register_preset
 
 __all__ = ["TMUNet", "TMUNetConfig"]
 
-_CONVS: dict[int, type[nn.Conv2d] | type[nn.Conv3d]] = {2: nn.Conv2d, 3: nn.Conv3d}
-_NORMS: dict[int, type[nn.BatchNorm2d] | type[nn.BatchNorm3d]] = {2: nn.BatchNorm2d,
-                                                                   3: nn.BatchNorm3d}
-_UPSAMPLE_MODES = {2: "bilinear", 3: "trilinear"}
 
 
 def _conv_bn(spatial_dims: int, c_in: int, c_out: int, stride: int = 1,
              batch_norm: bool = True) -> nn.Sequential:
     """3^n conv (with bias), optionally followed by BatchNorm."""
-    conv = _CONVS[spatial_dims](c_in, c_out, 3, stride=stride, padding=1)
-    return nn.Sequential(conv, _NORMS[spatial_dims](c_out)) if batch_norm else nn.Sequential(conv)
+    conv = conv_type(spatial_dims)(c_in, c_out, 3, stride=stride, padding=1)
+    if not batch_norm:
+        return nn.Sequential(conv)
+    return nn.Sequential(conv, batch_norm_type(spatial_dims)(c_out))
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class TMUNet(SegmentationModel):
         self.dec_blocks = nn.ModuleList(MSTMBlock(d, dims, config.mstm) for d in (d4, c3))
         self.dec_norms = nn.ModuleList(nn.LayerNorm(d) for d in (d4, c3))
         self.single_logit = config.binary_single_logit and config.num_classes == 2
-        self.head = _CONVS[dims](c1 // 2, 1 if self.single_logit else config.num_classes, 1)
+        self.head = conv_type(dims)(c1 // 2, 1 if self.single_logit else config.num_classes, 1)
 
     @property
     def input_multiple(self) -> tuple[int, ...]:
@@ -141,7 +140,7 @@ class TMUNet(SegmentationModel):
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Bottleneck map and the skips t1..t4 (finest first)."""
         skips = []
-        pool = F.max_pool2d if self.spatial_dims == 2 else F.max_pool3d
+        pool = pool_fn("max", self.spatial_dims)
         for stage, stride in zip(self.encoders, self.config.strides[:3], strict=True):
             x = stage(x)
             x = F.relu(pool(x, stride) if stride > 1 else x)
@@ -156,7 +155,7 @@ class TMUNet(SegmentationModel):
 
     def _decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """Decoder stages from the bottleneck map up to the input resolution."""
-        mode = _UPSAMPLE_MODES[self.spatial_dims]
+        mode = linear_mode(self.spatial_dims)
         for j, (stage, stride) in enumerate(zip(self.decoders, self.config.strides[::-1],
                                                 strict=True)):
             x = stage(x)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from medtoken.layers.factory import conv_fn
 from medtoken.tokens.indexing import gather_tokens, scatter_tokens, split_topk
 
 # gather_tokens is re-exported from medtoken.tokens.indexing (its one definition)
@@ -187,7 +188,7 @@ def boundary_band(labels: torch.Tensor, radius: int = 2) -> torch.Tensor:
     offsets = torch.arange(-radius, radius + 1, device=labels.device, dtype=torch.float32)
     grids = torch.meshgrid(*([offsets] * sd), indexing="ij")
     ball = (torch.stack(grids).pow(2).sum(0) <= radius**2).float()  # (2r+1,)*sd
-    conv = F.conv3d if sd == 3 else F.conv2d
+    conv = conv_fn(sd)
     hits = conv(surface[:, None].float(), ball[None, None], padding=radius)  # (B, 1, *S)
     return hits[:, 0] > 0.5
 

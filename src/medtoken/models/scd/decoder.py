@@ -20,6 +20,8 @@ import torch
 from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
 from torch import nn
 
+from medtoken.layers.factory import pool_type
+
 __all__ = ["UNETRDecoder"]
 
 _KERNEL = 3  # convolution kernel of every residual block
@@ -62,7 +64,7 @@ class UNETRDecoder(nn.Module):
                                        stride=1, upsample_kernel_size=_UP, norm_name=norm_name,
                                        conv_block=True, res_block=True)
             self.skips.append(block)
-        pool = (nn.AvgPool2d, nn.AvgPool3d)[sd - 2]
+        pool = pool_type("avg", sd)
         self.bottleneck = (pool(kernel_size=3, stride=2, padding=1)
                            if 2**num_upsamples > patch_size else nn.Identity())
         self.ups = nn.ModuleList(

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from medtoken.layers.factory import conv_type
 from medtoken.layers.transformer import TransformerBlock
 from medtoken.models.scd.config import PruningConfig, ViTConfig
 from medtoken.tokens.pruning import TokenPruner
@@ -62,7 +63,7 @@ class ViTEncoder(nn.Module):
                  vit: ViTConfig, pruning: PruningConfig,
                  skip_blocks: tuple[int, ...] = ()) -> None:
         super().__init__()
-        conv = (nn.Conv2d, nn.Conv3d)[spatial_dims - 2]
+        conv = conv_type(spatial_dims)
         dim = vit.embed_dim
         self.grid_size = tuple(s // vit.patch_size for s in roi_size)
         self.num_patches = math.prod(self.grid_size)

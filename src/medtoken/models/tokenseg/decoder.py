@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import UnetResBlock
-from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
+from medtoken.layers.factory import conv_transpose_type, conv_type, linear_mode
 from medtoken.models.tokenseg.cells import crop_cells, paste_cells, trim
 from medtoken.models.tokenseg.encoder import ACT, NORM
 
@@ -41,7 +41,7 @@ class TokenFusion(nn.Module):
 
     def __init__(self, spatial_dims: int, embed_dim: int, channels: int) -> None:
         super().__init__()
-        conv = Conv["conv", spatial_dims]
+        conv = conv_type(spatial_dims)
         self.token_proj = conv(embed_dim + 1, channels, kernel_size=1)
         self.skip_proj = conv(channels, channels, kernel_size=1, bias=False)
         self.norm = get_norm_layer(NORM, spatial_dims, channels)
@@ -73,7 +73,7 @@ class SparseToDenseDecoder(nn.Module):
                  embed_dim: int, num_classes: int, refine_grid: Sequence[int] = (),
                  refine_levels: int = 0, refine_halo: int = 1, refine_chunk: int = 4) -> None:
         super().__init__()
-        conv, convt = Conv["conv", spatial_dims], Conv["convtrans", spatial_dims]
+        conv, convt = conv_type(spatial_dims), conv_transpose_type(spatial_dims)
         levels = len(channels) - 1
         self.fusions = nn.ModuleList(TokenFusion(spatial_dims, embed_dim, channels[lv])
                                      for lv in range(1, levels + 1))  # fusions[l - 1]: level l
@@ -131,7 +131,7 @@ class SparseToDenseDecoder(nn.Module):
         Cells are decoded ``refine_chunk`` at a time, which bounds the peak memory of inference.
         """
         assert self.coarse_head is not None
-        mode = "trilinear" if image.dim() == 5 else "bilinear"
+        mode = linear_mode(image.dim() - 2)
         logits = F.interpolate(self.coarse_head(x), size=image.shape[2:], mode=mode,
                                align_corners=False)  # (B, K, *S)
         for cells in refine_idx.split(self.refine_chunk, dim=1):  # (B, r) each

@@ -10,9 +10,10 @@ import itertools
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution, UnetResBlock
 from torch import nn
+
+from medtoken.layers.factory import pool_fn
 
 __all__ = ["ACT", "NORM", "CellTokenizer", "HierarchicalEncoder"]
 
@@ -71,9 +72,7 @@ class CellTokenizer(nn.Module):
 
     def _pool(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         cell = [s // g for s, g in zip(x.shape[2:], grid, strict=True)]  # exact tiling
-        if self.pool == "max":
-            return F.max_pool3d(x, cell) if len(grid) == 3 else F.max_pool2d(x, cell)
-        return F.avg_pool3d(x, cell) if len(grid) == 3 else F.avg_pool2d(x, cell)
+        return pool_fn("max" if self.pool == "max" else "avg", len(grid))(x, cell)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """``[F_1 .. F_L]`` → candidate tokens ``(B, N, C)``, level by level, cells row-major."""

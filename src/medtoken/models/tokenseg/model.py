@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtoken.layers.factory import pool_fn
 from medtoken.layers.transformer import TransformerBlock
 from medtoken.models.base import SegmentationModel, SegOutput, TokenSelection
 from medtoken.models.tokenseg.cells import (
@@ -176,7 +177,7 @@ class TokenSeg(SegmentationModel):
     def _boundary_strength(self, x: torch.Tensor) -> torch.Tensor:
         """Mean Sobel magnitude of the image over each candidate's cell: ``(B, N)``."""
         magnitude = sobel_magnitude(x.float())  # (B, 1, *S)
-        pool = F.avg_pool3d if x.dim() == 5 else F.avg_pool2d
+        pool = pool_fn("avg", x.dim() - 2)
         means = []
         for grid in self.config.encoder.cell_grids:
             cell = [s // g for s, g in zip(x.shape[2:], grid, strict=True)]  # exact tiling
