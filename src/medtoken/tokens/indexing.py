@@ -42,7 +42,11 @@ def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
         raise ValueError(f"order must be one of {ORDERS}, got '{order}'")
     if not 0 <= k <= scores.shape[-1]:
         raise ValueError(f"k must be in [0, {scores.shape[-1]}], got {k}")
-    ranked = torch.sort(scores.detach(), dim=-1, descending=True, stable=stable).indices  # (B, N)
+    detached = scores.detach()
+    if stable:
+        ranked = torch.sort(detached, dim=-1, descending=True, stable=True).indices  # (B, N)
+    else:  # plain argsort: the TorchScript-based ONNX exporter supports no `stable` argument
+        ranked = detached.argsort(dim=-1, descending=True)  # (B, N) best first
     keep_idx, rest_idx = ranked[:, :k], ranked[:, k:]
     if order == "index":
         keep_idx, rest_idx = keep_idx.sort(dim=-1).values, rest_idx.sort(dim=-1).values
