@@ -149,11 +149,12 @@ def test_library_writes_only_through_atomic_paths() -> None:
         name = str(path.relative_to(src))
         if path.name == "atomic.py" or name in _PATH_TAKING_WRITERS:
             continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#")[0]
             if _WRITE_CALL.search(code) and "tmp" not in code and "devnull" not in code:
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert offenders == []
     for name, caller in _PATH_TAKING_WRITERS.items():
         if (src / name).exists():
-            assert "atomic_path" in (src / caller.split(" ")[0]).read_text(), (name, caller)
+            text = (src / caller.split(" ")[0]).read_text(encoding="utf-8")
+            assert "atomic_path" in text, (name, caller)

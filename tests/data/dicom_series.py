@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,18 @@ def write_dicom_series(image: Any, folder: Path, series_uid: str | None = None,
     """
     import SimpleITK as sitk
 
+    # GDCM's writer resets the process locale to "C" (ASCII), which would change the default
+    # text encoding for every later test in this process: restore it afterwards.
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_slices(sitk, image, folder, series_uid, skip, pixel_spacing)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(sitk: Any, image: Any, folder: Path, series_uid: str | None,
+                  skip: Sequence[int], pixel_spacing: dict[int, tuple[float, float]] | None
+                  ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
