@@ -26,6 +26,7 @@ COMMANDS = {
     "determine-postprocessing": "determine_postprocessing",
     "postprocess": "postprocess",
     "check-dataset": "check_dataset",
+    "plan": "plan",
     "models": "models",
     "demo": "demo",
     "benchmark": "benchmark",

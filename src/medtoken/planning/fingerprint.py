@@ -121,29 +121,33 @@ def _read_case(case: Case,
     return image_nn, labels_nn[0], spacing, meta.file_ending
 
 
-def _analyze_case(case: Case, num_channels: int, num_samples: int,
-                  seed: int) -> tuple[CaseFingerprint, list[np.ndarray], str]:
-    """nnU-Net's ``analyze_case``: crop, then sample foreground intensities per channel."""
-    image, labels, spacing, ending = _read_case(case, num_channels)  # (C, z, y, x), (z, y, x)
+def _analyze_case(case: Case, num_samples: int, seed: int,
+                  out: np.ndarray) -> tuple[CaseFingerprint, bool, str]:
+    """nnU-Net's ``analyze_case``: crop, then sample foreground intensities per channel.
+
+    The samples go to ``out (C, num_samples)``; returns the case fingerprint, whether the case
+    has a foreground voxel (else ``out`` is untouched) and the file ending.
+    """
+    image, labels, spacing, ending = _read_case(case, out.shape[0])  # (C, z, y, x), (z, y, x)
     box = nonzero_bbox(image)
     cropped, cropped_labels = image[(slice(None), *box)], labels[box]
     foreground = cropped_labels > 0
+    has_foreground = bool(foreground.any())
     rng = np.random.RandomState(seed)
-    samples = []
-    for channel in cropped:
+    for c, channel in enumerate(cropped if has_foreground else ()):
         pixels = channel[foreground]  # C order of nnU-Net's array, as nnU-Net draws from it
-        samples.append(rng.choice(pixels, num_samples, replace=True) if pixels.size
-                       else np.array([]))
+        out[c] = rng.choice(pixels, num_samples, replace=True)
     shape = tuple(int(s) for s in cropped.shape[1:])
     relative = float(np.prod(shape) / np.prod(image.shape[1:]))
-    return CaseFingerprint(case.case_id, spacing, shape, relative), samples, ending
+    return CaseFingerprint(case.case_id, spacing, shape, relative), has_foreground, ending
 
 
 def _intensity_properties(values: np.ndarray) -> dict[str, float]:
-    lo, median, hi = np.percentile(values, PERCENTILES)
-    stats = {"mean": np.mean(values), "median": median, "std": np.std(values),
-             "min": np.min(values), "max": np.max(values), "percentile_99_5": hi,
-             "percentile_00_5": lo}
+    """nnU-Net's statistics of ``values``; reorders ``values`` (percentiles in place)."""
+    stats = {"mean": np.mean(values), "std": np.std(values), "min": np.min(values),
+             "max": np.max(values)}  # before the in-place partition: the mean depends on order
+    lo, median, hi = np.percentile(values, PERCENTILES, overwrite_input=True)
+    stats.update({"median": median, "percentile_99_5": hi, "percentile_00_5": lo})
     return {k: float(stats[k]) for k in INTENSITY_KEYS}
 
 
@@ -160,15 +164,22 @@ def extract_fingerprint(info: DatasetInfo, case_ids: Sequence[str] | None = None
     if not cases:
         raise InputError(info.root, "no cases to fingerprint")
     num_samples = int(num_foreground_voxels // len(cases))
-    results = [_analyze_case(case, info.num_channels, num_samples, seed) for case in cases]
-    per_channel = [np.concatenate([r[1][c] for r in results]) for c in range(info.num_channels)]
-    if any(v.size == 0 for v in per_channel):
+    samples = np.empty((info.num_channels, len(cases) * num_samples), dtype=np.float32)
+    results, filled = [], 0
+    for case in cases:
+        results.append(_analyze_case(case, num_samples, seed,
+                                     samples[:, filled:filled + num_samples]))
+        filled += num_samples if results[-1][1] else 0
+    if filled == 0:
         raise InputError(info.root, "no case has a foreground voxel (label > 0); cannot compute "
                                     "foreground intensity statistics")
+    values = samples[:, :filled]
+    if filled < samples.shape[1]:  # nnU-Net concatenates an empty float64 list for such cases
+        values = values.astype(np.float64)
     return DatasetFingerprint(
         cases=tuple(r[0] for r in results),
         foreground_intensity_properties_per_channel=tuple(_intensity_properties(v)
-                                                          for v in per_channel),
+                                                          for v in values),
         median_relative_size_after_cropping=float(np.median([r[0].relative_size_after_crop
                                                              for r in results])),
         image_reader_writer=reader_writer_for(results[0][2]))
