@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -246,3 +247,48 @@ def test_train_refuses_pixel_level_problems_before_training(
     err = capsys.readouterr().err
     assert code == 2 and "case_001" in err and part in err
     assert not (run / "checkpoint_last.pt").exists()
+
+
+def _zero_pixdim(path: Path, axis: int) -> None:
+    """Set ``pixdim[axis + 1]`` of a .nii.gz file to 0 in its bytes (nibabel would repair it)."""
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    offset = 76 + 4 * (axis + 1)  # pixdim: float32[8] at byte 76 of the NIfTI-1 header
+    raw[offset:offset + 4] = bytes(4)  # 0.0 in either byte order
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def test_zero_voxel_size_is_reported(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "d", num_cases=3)
+    _zero_pixdim(root / "imagesTr" / "case_001_0000.nii.gz", 1)
+    _zero_pixdim(root / "labelsTr" / "case_001.nii.gz", 1)
+    _, problems = check_dataset(root)
+    messages = [str(p) for p in problems]
+    assert any(m.startswith("case_001: ") and "voxel size" in m and "zero" in m
+               for m in messages), messages
+    assert not any(m.startswith(("case_000", "case_002")) for m in messages)
+
+
+def test_zero_affine_column_with_nonzero_pixdim_is_reported(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "d", num_cases=2)
+    path = root / "imagesTr" / "case_000_0000.nii.gz"
+    img = nib.load(str(path))
+    affine = img.affine.copy()
+    affine[:3, 2] = 0.0
+    header = img.header.copy()
+    header.set_qform(None, code=0)
+    header.set_sform(affine, code=1)  # pixdim stays 1; the sform has a zero column
+    broken = nib.Nifti1Image(np.asarray(img.dataobj), None, header=header)
+    nib.save(broken, str(path))
+    _, problems = check_dataset(root)
+    assert any(p.case_id == "case_000" and "affine has a zero voxel size on axis [2]"
+               in p.message for p in problems), [str(p) for p in problems]
+
+
+def test_label_with_a_fourth_axis_is_reported(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "d", num_cases=2)
+    path = root / "labelsTr" / "case_001.nii.gz"
+    labels = read_label(path)[0]
+    _replace_nifti(path, labels[..., None])  # (X, Y, Z) -> (X, Y, Z, 1)
+    _, problems = check_dataset(root)
+    assert [(p.case_id, "label map has 4 axes" in p.message) for p in problems] == [
+        ("case_001", True)]

@@ -4,7 +4,8 @@ Structural problems (missing or misnamed files, duplicate case ids) come from
 :func:`medtoken.data.datasets.scan_dataset`; this module adds what needs the pixel data:
 unreadable or truncated files (and DICOM series that are not one regular volume), channel
 counts, 2D/3D agreement with the dataset, shape and affine agreement between channels and
-label, NaN/Inf, empty or constant images, and label values missing from ``dataset.json``.
+label, missing or zero voxel sizes, label maps with a channel axis, NaN/Inf, empty or constant
+images, and label values missing from ``dataset.json``.
 A folder of DICOM series folders has no labels; only its images are checked.
 """
 
@@ -15,7 +16,16 @@ import os
 import numpy as np
 
 from medtoken.data.datasets import Case, DatasetInfo, Problem, scan_dataset
-from medtoken.data.io import AFFINE_ATOL, ImageMeta, read_image, read_label
+from medtoken.data.io import (
+    AFFINE_ATOL,
+    PIL_ENDINGS,
+    ImageMeta,
+    peek_stored_shape,
+    peek_stored_spacing,
+    read_image,
+    read_label,
+    split_file_ending,
+)
 from medtoken.utils.errors import InputError
 
 __all__ = ["Problem", "check_dataset"]
@@ -50,6 +60,21 @@ def _geometry_problem(case_id: str, path: str, meta: ImageMeta, ref: ImageMeta,
     return None
 
 
+def _voxel_size_problem(case_id: str, path: str, meta: ImageMeta) -> Problem | None:
+    """A spacing that is missing, zero or not finite (as read, or as stored before nibabel
+    repairs it), or an affine with a zero-length axis."""
+    for spacing in (meta.spacing, peek_stored_spacing(path) or ()):
+        if not all(np.isfinite(s) and s > 0 for s in spacing):
+            return Problem(case_id, path, f"voxel size {spacing} is missing or zero; every "
+                                          "axis needs a spacing > 0")
+    lengths = np.linalg.norm(np.asarray(meta.affine)[:3, :meta.spatial_dims], axis=0)
+    if not np.all(np.isfinite(lengths) & (lengths > 0)):
+        axes = [i for i, n in enumerate(lengths) if not (np.isfinite(n) and n > 0)]
+        return Problem(case_id, path, f"the affine has a zero voxel size on axis {axes} "
+                                      f"(column lengths {[round(float(n), 6) for n in lengths]})")
+    return None
+
+
 def _check_images(case: Case, info: DatasetInfo) -> tuple[list[Problem], ImageMeta | None]:
     """Read every channel file of ``case``; returns the problems and the first channel's meta."""
     problems: list[Problem] = []
@@ -65,6 +90,8 @@ def _check_images(case: Case, info: DatasetInfo) -> tuple[list[Problem], ImageMe
         channels += image.shape[0]
         if ref is None:
             ref = meta
+            bad_size = _voxel_size_problem(case.case_id, str(path), meta)
+            problems += [bad_size] if bad_size else []
             if meta.spatial_dims != info.spatial_dims:
                 problems.append(Problem(case.case_id, str(path), f"image is "
                                         f"{meta.spatial_dims}D, the dataset is "
@@ -89,6 +116,12 @@ def _check_label(case: Case, info: DatasetInfo, ref: ImageMeta | None) -> list[P
     except InputError as err:
         return [Problem(case.case_id, err.where or path, err.problem)]
     problems = []
+    stored = peek_stored_shape(case.label)
+    volumetric = split_file_ending(case.label)[1].lower() not in PIL_ENDINGS
+    if volumetric and stored is not None and len(stored) > info.spatial_dims:
+        problems.append(Problem(case.case_id, path, f"label map has {len(stored)} axes "
+                                f"{stored}; a label map has {info.spatial_dims} spatial axes "
+                                "and no channel axis"))
     if ref is not None:
         mismatch = _geometry_problem(case.case_id, path, meta, ref, "label")
         problems += [mismatch] if mismatch else []

@@ -31,6 +31,8 @@ __all__ = [
     "IMAGE_ENDINGS",
     "ImageMeta",
     "peek_spatial_dims",
+    "peek_stored_shape",
+    "peek_stored_spacing",
     "read_image",
     "read_label",
     "split_file_ending",
@@ -429,5 +431,56 @@ def peek_spatial_dims(path: PathLike) -> int | None:
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
         return int(reader.GetDimension())
+    except Exception:
+        return None
+
+
+def peek_stored_shape(path: PathLike) -> tuple[int, ...] | None:
+    """The array shape as stored in the file, channel or vector axes included, from the header.
+
+    NIfTI: the header's data shape; ITK: the size, plus the number of components when > 1;
+    natural images: ``(H, W)`` or ``(H, W, bands)``. ``None`` if unreadable.
+    """
+    path = Path(path)
+    try:
+        kind = _backend_for(path, "auto")
+        if kind == "nibabel":
+            header: Any = nib.load(str(path)).header  # type: ignore[attr-defined]
+            return tuple(int(s) for s in header.get_data_shape())
+        if kind == "pillow":
+            with Image.open(path) as im:
+                bands = len(im.getbands())
+                return (im.height, im.width) + ((bands,) if bands > 1 else ())
+        reader = _import_sitk(path).ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        components = int(reader.GetNumberOfComponents())
+        return tuple(int(s) for s in reader.GetSize()) + ((components,) if components > 1 else ())
+    except Exception:
+        return None
+
+
+def peek_stored_spacing(path: PathLike) -> tuple[float, ...] | None:
+    """The voxel sizes as stored in the file header, before any reader repairs them.
+
+    nibabel replaces a zero ``pixdim`` by 1 when it loads a NIfTI file (with a warning); this
+    reads the header unchecked so that a missing voxel size can be reported. ``None`` for
+    natural images (they store no spacing) and unreadable files.
+    """
+    path = Path(path)
+    try:
+        kind = _backend_for(path, "auto")
+        if kind == "pillow":
+            return None
+        if kind == "nibabel":
+            opener = nib.openers.ImageOpener(str(path))
+            with opener as fh:
+                header: Any = nib.Nifti1Header.from_fileobj(fh, check=False)
+            dims = min(int(header["dim"][0]), 3)
+            return tuple(float(v) for v in header["pixdim"][1:1 + dims])
+        reader = _import_sitk(path).ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return tuple(float(v) for v in reader.GetSpacing())
     except Exception:
         return None

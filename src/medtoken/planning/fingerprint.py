@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medtoken.data.datasets import Case, DatasetInfo
-from medtoken.data.io import read_image, read_label
+from medtoken.data.io import peek_stored_spacing, read_image, read_label
 from medtoken.planning.axes import reader_writer_for, to_nnunet_axes
 from medtoken.utils.errors import InputError
 
@@ -93,9 +93,13 @@ def nonzero_bbox(image: np.ndarray) -> tuple[slice, ...]:
 
 
 def _check_spacing(case: Case, spacing: tuple[float, ...]) -> None:
-    if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise InputError(case.images[0], f"case {case.case_id}: voxel size {spacing} is missing "
-                                         "or zero; every axis needs a spacing > 0")
+    """Refuse a spacing that is zero or not finite, as read or as stored (nibabel reads a zero
+    ``pixdim`` as 1)."""
+    for path in case.images:
+        for candidate in (spacing, peek_stored_spacing(path) or ()):
+            if not all(np.isfinite(s) and s > 0 for s in candidate):
+                raise InputError(path, f"case {case.case_id}: voxel size {candidate} is "
+                                       "missing or zero; every axis needs a spacing > 0")
 
 
 def _read_case(case: Case,
