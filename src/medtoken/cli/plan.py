@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="plans file to write (default: print the plans to stdout)")
     p.add_argument("--fingerprint", metavar="FINGERPRINT.json",
                    help="also write nnU-Net's dataset_fingerprint.json here")
+    p.add_argument("--foreground-samples", type=float, default=10e7, metavar="N",
+                   help="foreground intensities sampled in all (default: nnU-Net's 10e7; "
+                        "fewer is faster but gives intensity statistics nnU-Net would not)")
 
 
 def _check_target(option: str, value: str | None) -> None:
@@ -49,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.utils.atomic import atomic_write_text
 
     _check_target("--out", args.out)
+    if not args.foreground_samples >= 1:
+        raise InputError("--foreground-samples", f"must be >= 1, got {args.foreground_samples}")
     _check_target("--fingerprint", args.fingerprint)
-    plans, fingerprint = plan_dataset(load_dataset(args.path))
+    plans, fingerprint = plan_dataset(load_dataset(args.path),
+                                      num_foreground_voxels=args.foreground_samples)
     if args.fingerprint:
         atomic_write_text(args.fingerprint, json.dumps(fingerprint.to_dict(), indent=4) + "\n")
     if args.out is None:

@@ -92,11 +92,11 @@ def nonzero_bbox(image: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _check_spacing(case: Case, spacing: tuple[float, ...]) -> None:
-    """Refuse a spacing that is zero or not finite, as read or as stored (nibabel reads a zero
-    ``pixdim`` as 1)."""
+def _check_spacing(case: Case, spacing: tuple[float, ...] | None) -> None:
+    """Refuse a spacing that is zero or not finite, as stored (nibabel reads a zero ``pixdim``
+    as 1, with a warning: so this runs before the image is read) or as read."""
     for path in case.images:
-        for candidate in (spacing, peek_stored_spacing(path) or ()):
+        for candidate in (peek_stored_spacing(path) or (), spacing or ()):
             if not all(np.isfinite(s) and s > 0 for s in candidate):
                 raise InputError(path, f"case {case.case_id}: voxel size {candidate} is "
                                        "missing or zero; every axis needs a spacing > 0")
@@ -108,6 +108,7 @@ def _read_case(case: Case,
     file ending."""
     if case.label is None:
         raise InputError(case.images[0], f"case {case.case_id}: no label file")
+    _check_spacing(case, None)
     try:
         image, meta = read_image(case.images)  # (C, *S); refuses channels of different shapes
     except InputError as err:

@@ -20,7 +20,11 @@ from typing import Any
 
 from medtoken.data.datasets import DatasetInfo
 from medtoken.planning.axes import medtoken_axis, reader_writer_for
-from medtoken.planning.fingerprint import DatasetFingerprint, extract_fingerprint
+from medtoken.planning.fingerprint import (
+    NUM_FOREGROUND_VOXELS,
+    DatasetFingerprint,
+    extract_fingerprint,
+)
 from medtoken.planning.planner import PlannerInput, plan_experiment
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
@@ -47,8 +51,13 @@ def _dataset_name(info: DatasetInfo) -> str:
     return info.name or info.root.name
 
 
-def plan_dataset(info: DatasetInfo) -> tuple[dict[str, Any], DatasetFingerprint]:
+def plan_dataset(info: DatasetInfo, *, num_foreground_voxels: float = NUM_FOREGROUND_VOXELS
+                 ) -> tuple[dict[str, Any], DatasetFingerprint]:
     """Fingerprint ``info`` and plan it by nnU-Net's default rules.
+
+    Args:
+        info: the dataset.
+        num_foreground_voxels: total foreground intensities sampled (nnU-Net: 10e7).
 
     Returns:
         The plans (``nnUNetPlans.json`` content) and the fingerprint.
@@ -57,7 +66,7 @@ def plan_dataset(info: DatasetInfo) -> tuple[dict[str, Any], DatasetFingerprint]
         InputError: naming the case, for a missing or zero spacing, channels or label of
             different shapes, or an unreadable file.
     """
-    fingerprint = extract_fingerprint(info)
+    fingerprint = extract_fingerprint(info, num_foreground_voxels=num_foreground_voxels)
     planner_input = PlannerInput(_dataset_name(info), info.channel_names, len(info.labels),
                                  len(fingerprint.cases))
     plans = plan_experiment(fingerprint, planner_input)
