@@ -21,6 +21,7 @@ from medtoken.planning.plans import (
     write_plans,
 )
 from medtoken.utils.errors import InputError
+from tests.conftest import shared_dataset
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,18 @@ def test_plans_of_another_dataset_are_refused(planned: tuple[Path, dict[str, Any
     with pytest.raises(InputError, match=r"are for 3D data, the dataset .* is 2D") as err:
         check_plans_match(load_plan(path, "2d"), load_dataset(flat))
     assert err.value.where == str(path)
+
+
+@pytest.mark.realdata
+def test_hippocampus_plan_is_nnunets() -> None:
+    """nnU-Net 2.8.1 plans MSD Hippocampus (these 208 cases) as 1 mm, patch 40x56x40, batch 7,
+    4 stages 32/64/128/256, strides 1/2/2/2 (docs/nnunet.md#planning)."""
+    info = load_dataset(shared_dataset("msd_hippocampus"))
+    plans, _ = plan_dataset(info, num_foreground_voxels=20800)
+    plan = load_plan(plans, "3d_fullres")
+    assert plan.plan_spacing == (1.0, 1.0, 1.0)
+    assert plan.patch_size == (40, 56, 40) and plan.roi_size == (40, 56, 40)
+    assert plan.batch_size == 7
+    assert plan.features_per_stage == (32, 64, 128, 256)
+    assert plan.strides == ((1, 1, 1),) + ((2, 2, 2),) * 3
+    check_plans_match(plan, info)
