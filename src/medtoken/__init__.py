@@ -1,6 +1,6 @@
 """medtoken: fast medical image segmentation with token-efficient networks.
 
-Public API: :func:`create_model`, :func:`list_models`, :func:`load_model`.
+Public API: :func:`create_model`, :func:`list_models`, :func:`load_model`, :func:`predict`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["__version__", "create_model", "list_models", "load_model"]
+__all__ = ["__version__", "create_model", "list_models", "load_model", "predict"]
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Any:
@@ -28,3 +28,11 @@ def load_model(path: str | Path, device: str = "cpu") -> Any:
     from medtoken.train.checkpoint import load_model_checkpoint
 
     return load_model_checkpoint(path, device=device).model
+
+
+def predict(model_or_run: Any, image: Any, spacing: Any = None, **kwargs: Any) -> Any:
+    """Segment one image (array ``(C, *S)`` in the readers' axis order, or a path) with a run,
+    checkpoint, export or ensemble; see :func:`medtoken.inference.api.predict`."""
+    from medtoken.inference.api import predict as _predict
+
+    return _predict(model_or_run, image, spacing, **kwargs)

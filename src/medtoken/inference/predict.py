@@ -1,14 +1,16 @@
-"""Predict cases and folders with a trained model; outputs keep the input's geometry.
+"""Predict cases and folders with one model or an ensemble; outputs keep the input's geometry.
 
-One output per case, ``{case}{file_ending}`` (``.png`` for 2D input), integer labels, same shape
-and affine/spacing as the input. A case that cannot be read is reported and skipped; the others
-are still predicted.
+One output per case, ``{case}{file_ending}`` (``.png`` for 2D input), integer labels in the
+smallest integer type, same shape and affine/spacing as the input; with ``save_probabilities``
+also ``{case}.npz`` holding ``probabilities`` ``(K, *S)`` (nnU-Net's convention). A case that
+cannot be read, or whose estimated memory does not fit, is reported and skipped; the others are
+still predicted. See docs/inference.md for stitching, devices and the memory estimate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,15 +19,28 @@ import numpy as np
 import torch
 
 from medtoken.data.datasets import Case
-from medtoken.data.io import read_image, write_label
+from medtoken.data.io import ImageMeta, read_image, write_label
 from medtoken.data.preprocess import NormalizationPlan, normalize
+from medtoken.inference.memory import (
+    CaseEstimate,
+    check_case_fits,
+    choose_accumulate_device,
+    estimate_case,
+    window_bytes,
+)
+from medtoken.inference.options import PredictOptions
+from medtoken.inference.slab import Member, count_windows, label_dtype, predict_slabwise
 from medtoken.inference.sliding_window import predict_probabilities
 from medtoken.train.checkpoint import LoadedModel
+from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
+from medtoken.utils.memory import available_memory
 
-__all__ = ["PredictReport", "check_output_folder", "predict_array", "predict_cases"]
+__all__ = ["PredictOptions", "PredictReport", "check_output_folder", "predict_array",
+           "predict_cases", "window_progress"]
 
 log = logging.getLogger(__name__)
+PROGRESS_MIN_WINDOWS = 32  # a case with fewer windows gets no window progress bar
 
 
 @dataclass
@@ -53,58 +68,205 @@ def _device_of(model: Any) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def predict_array(loaded: LoadedModel, image: np.ndarray, overlap: float = 0.5,
-                  tta: bool = False, device: torch.device | None = None) -> np.ndarray:
-    """Labels ``(*S)`` for a raw image ``(C, *S)`` (normalised here with the stored plan).
+def _roi(model: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in (model.fixed_input_size or model.config.roi_size))
 
-    ``loaded.model`` is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export
-    with a fixed batch axis gets exactly ``max_batch_size`` windows per call.
+
+def _batch(model: Any, options: PredictOptions) -> tuple[int, bool]:
+    """Windows per call, and whether that number is fixed (an export with a static batch)."""
+    fixed = getattr(model, "max_batch_size", None)  # only exports define it
+    return (int(fixed), True) if fixed else (options.batch_size, False)
+
+
+def _as_list(models: LoadedModel | Sequence[LoadedModel]) -> list[LoadedModel]:
+    return [models] if isinstance(models, LoadedModel) else list(models)
+
+
+def _normalised(members: Sequence[LoadedModel], image: np.ndarray) -> list[torch.Tensor]:
+    """``(C, *S)`` per member, one copy per distinct normalisation plan."""
+    copies: dict[str, torch.Tensor] = {}
+    out = []
+    for loaded in members:
+        key = repr(loaded.dataset["normalization"])
+        if key not in copies:
+            plan = NormalizationPlan.from_dict(loaded.dataset["normalization"])
+            copies[key] = torch.from_numpy(normalize(image, plan))
+        out.append(copies[key])
+    return out
+
+
+def _window_devices(members: Sequence[LoadedModel]) -> torch.device:
+    return _device_of(members[0].model)
+
+
+def _accumulate_device(options: PredictOptions, estimate: CaseEstimate,
+                       window_device: torch.device) -> torch.device:
+    if options.accumulate_device != "auto":
+        return torch.device(options.accumulate_device)
+    free = available_memory(window_device) if window_device.type == "cuda" else None
+    return choose_accumulate_device(window_device, estimate.accumulators_bytes,
+                                    estimate.windows_bytes, free)
+
+
+def estimate_for(members: Sequence[LoadedModel], shape: Sequence[int], options: PredictOptions,
+                 windows: Sequence[int] | None = None) -> CaseEstimate:
+    """The :class:`CaseEstimate` of predicting a case of spatial ``shape`` with ``members``."""
+    if windows is None:
+        windows = [window_bytes(m.model, _roi(m.model), _batch(m.model, options)[0],
+                                _device_of(m.model)) for m in members]
+    plans = len({repr(m.dataset["normalization"]) for m in members})
+    model = members[0].model
+    return estimate_case(shape, model.in_channels, model.num_classes,
+                         [_roi(m.model) for m in members], windows, plans=plans, tta=options.tta,
+                         stitching=options.stitching,
+                         accumulate_bytes=torch.finfo(options.accumulate_torch_dtype).bits // 8,
+                         probabilities_bytes=(np.dtype(options.probabilities_dtype).itemsize
+                                              if options.save_probabilities else None))
+
+
+def window_progress(total: int, enabled: bool) -> tuple[Callable[[int], None] | None,
+                                                       Callable[[], None]]:
+    """A tqdm bar over ``total`` windows (``None`` when disabled or the case is small)."""
+    if not enabled or total < PROGRESS_MIN_WINDOWS:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="windows", unit="win", leave=False)
+    return bar.update, bar.close
+
+
+def _predict_full(members: Sequence[LoadedModel], images: Sequence[torch.Tensor],
+                  options: PredictOptions, accumulate: torch.device) -> torch.Tensor:
+    """Today's path: each member's whole ``(1, K, *S)`` float32 probabilities (MONAI)."""
+    total: torch.Tensor | None = None
+    for loaded, image in zip(members, images, strict=True):
+        batch, _ = _batch(loaded.model, options)
+        x = image[None].to(_device_of(loaded.model))  # (1, C, *S)
+        probs = predict_probabilities(loaded.model, x, _roi(loaded.model), overlap=options.overlap,
+                                      tta=options.tta, sw_batch_size=batch,
+                                      accumulate_device=accumulate)
+        total = probs if total is None else total.add_(probs)
+    assert total is not None
+    return total / len(members)
+
+
+def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray,
+                  options: PredictOptions | None = None, estimate: CaseEstimate | None = None,
+                  where: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels ``(*S)`` (and, if ``options.save_probabilities``, probabilities ``(K, *S)``) for a
+    raw image ``(C, *S)``, normalised here with each member's stored plan.
+
+    Each member is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export with
+    a fixed batch axis gets exactly ``max_batch_size`` windows per call.
+
+    Raises:
+        InputError: at ``where``, when the estimated peak does not fit (unless
+            ``options.force_memory``).
     """
-    model = loaded.model
-    device = device or _device_of(model)
-    plan = NormalizationPlan.from_dict(loaded.dataset["normalization"])
-    x = torch.from_numpy(normalize(image, plan))[None].to(device)  # (1, C, *S)
-    roi = model.fixed_input_size or model.config.roi_size
-    windows = getattr(model, "max_batch_size", None)  # only exports define it
-    batching = {"sw_batch_size": windows} if windows else {}
-    probs = predict_probabilities(model, x, roi, overlap=overlap, tta=tta, **batching)
-    labels = probs[0].argmax(0).cpu().numpy()
-    return labels.astype(np.uint8 if model.num_classes < 256 else np.uint16)
+    members = _as_list(models)
+    options = options or PredictOptions()
+    shape = tuple(image.shape[1:])
+    window_device = _window_devices(members)
+    estimate = estimate or estimate_for(members, shape, options)
+    accumulate = _accumulate_device(options, estimate, window_device)
+    if not options.force_memory:
+        check_case_fits(estimate, where, window_device, accumulate)
+    images = _normalised(members, image)
+    k = members[0].model.num_classes
+    if options.stitching == "full":
+        probs = _predict_full(members, images, options, accumulate)[0]  # (K, *S)
+        labels = probs.argmax(0).cpu().numpy().astype(label_dtype(k))
+        kept = probs.cpu().numpy().astype(options.probabilities_dtype) \
+            if options.save_probabilities else None
+        return labels, kept
+    kept = np.zeros((k, *shape), options.probabilities_dtype) if options.save_probabilities \
+        else None
+    slab_members = []
+    for loaded, normalised in zip(members, images, strict=True):
+        batch, fixed = _batch(loaded.model, options)
+        slab_members.append(Member(loaded.model, normalised, _roi(loaded.model), batch, fixed,
+                                   _device_of(loaded.model)))
+    total = sum(count_windows(shape, m.roi_size, options.overlap) for m in slab_members)
+    update, close = window_progress(total * (2 ** len(shape) if options.tta else 1),
+                                    options.progress)
+    try:
+        labels = predict_slabwise(slab_members, k, overlap=options.overlap, tta=options.tta,
+                                  accumulate_dtype=options.accumulate_torch_dtype,
+                                  accumulate_device=accumulate, probabilities=kept,
+                                  progress=update)
+    finally:
+        close()
+    return labels, kept
 
 
 def _output_path(out_dir: Path, case: Case, file_ending: str, spatial_dims: int) -> Path:
     return out_dir / f"{case.case_id}{'.png' if spatial_dims == 2 else file_ending}"
 
 
-def predict_cases(loaded: LoadedModel, cases: Sequence[Case], out_dir: str | Path,
-                  overlap: float = 0.5, tta: bool = False, skip_existing: bool = False,
-                  progress: bool = False) -> PredictReport:
-    """Predict every case into ``out_dir``; unreadable cases are reported, not fatal."""
+def save_probabilities(probabilities: np.ndarray, path: Path) -> None:
+    """Write ``probabilities`` ``(K, *S)`` to ``path`` (``.npz``, key ``probabilities``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, probabilities=probabilities)
+
+
+def _check_case(members: Sequence[LoadedModel], case: Case, image: np.ndarray,
+                meta: ImageMeta) -> None:
+    model = members[0].model
+    if image.shape[0] != model.in_channels:
+        raise InputError(case.images[0], f"has {image.shape[0]} channel(s); the model "
+                         f"expects {model.in_channels}")
+    if meta.spatial_dims != model.spatial_dims:
+        raise InputError(case.images[0], f"is {meta.spatial_dims}D; the model is "
+                         f"{model.spatial_dims}D")
+
+
+def _write(labels: np.ndarray, probabilities: np.ndarray | None, meta: ImageMeta,
+           target: Path, npz: Path) -> None:
+    """Both outputs or neither: the probabilities first, removed if the labels fail."""
+    if probabilities is not None:
+        save_probabilities(probabilities, npz)
+    try:
+        write_label(labels, meta, target)
+    except BaseException:
+        if probabilities is not None:
+            npz.unlink(missing_ok=True)
+        raise
+
+
+def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[Case],
+                  out_dir: str | Path, options: PredictOptions | None = None,
+                  skip_existing: bool = False) -> PredictReport:
+    """Predict every case into ``out_dir``; unreadable or too large cases are reported, not
+    fatal. ``options.progress`` shows a bar over cases (and over windows of a large case)."""
+    members = _as_list(models)
+    options = options or PredictOptions()
     out = Path(out_dir)
     check_output_folder(out, cases)
     out.mkdir(parents=True, exist_ok=True)
-    expected = loaded.model.in_channels
     report = PredictReport()
+    windows: list[int] | None = None  # probed once, on the first case
     iterator: Sequence[Case] = cases
-    if progress:
+    if options.progress and len(cases) > 1:
         from tqdm import tqdm
 
         iterator = tqdm(cases, desc="predict", unit="case")
     for case in iterator:
         try:
             image, meta = read_image(case.images)
-            if image.shape[0] != expected:
-                raise InputError(case.images[0], f"has {image.shape[0]} channel(s); the model "
-                                 f"expects {expected}")
-            if meta.spatial_dims != loaded.model.spatial_dims:
-                raise InputError(case.images[0], f"is {meta.spatial_dims}D; the model is "
-                                 f"{loaded.model.spatial_dims}D")
+            _check_case(members, case, image, meta)
             target = _output_path(out, case, meta.file_ending, meta.spatial_dims)
-            if skip_existing and target.exists():
+            npz = out / f"{case.case_id}.npz"
+            if skip_existing and target.exists() and (npz.exists()
+                                                      or not options.save_probabilities):
                 report.skipped.append(target)
                 continue
-            labels = predict_array(loaded, image, overlap=overlap, tta=tta)
-            write_label(labels, meta, target)
+            if windows is None:
+                windows = [window_bytes(m.model, _roi(m.model), _batch(m.model, options)[0],
+                                        _device_of(m.model)) for m in members]
+            estimate = estimate_for(members, meta.spatial_shape, options, windows)
+            labels, probs = predict_array(members, image, options, estimate, str(case.images[0]))
+            del image
+            _write(labels, probs, meta, target, npz)
             report.written.append(target)
         except InputError as err:
             log.error("%s", err)

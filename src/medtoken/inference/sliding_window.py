@@ -11,7 +11,9 @@ from itertools import combinations
 import torch
 from monai.inferers import sliding_window_inference
 
-__all__ = ["mirror_axes_sets", "predict_probabilities"]
+__all__ = ["SIGMA_SCALE", "mirror_axes_sets", "predict_probabilities"]
+
+SIGMA_SCALE = 0.125  # Gaussian blending: sigma = SIGMA_SCALE * roi_size (nnU-Net's 1/8)
 
 
 def mirror_axes_sets(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -23,7 +25,8 @@ def mirror_axes_sets(spatial_dims: int) -> list[tuple[int, ...]]:
 @torch.inference_mode()
 def predict_probabilities(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                           roi_size: Sequence[int], overlap: float = 0.5, tta: bool = False,
-                          sw_batch_size: int = 2) -> torch.Tensor:
+                          sw_batch_size: int = 2,
+                          accumulate_device: torch.device | None = None) -> torch.Tensor:
     """Softmax probabilities of a whole case.
 
     Args:
@@ -33,6 +36,8 @@ def predict_probabilities(predict_fn: Callable[[torch.Tensor], torch.Tensor], im
         overlap: window overlap fraction (nnU-Net uses 0.5).
         tta: average over all mirrorings of the spatial axes (8 passes in 3D, 4 in 2D).
         sw_batch_size: windows per forward call.
+        accumulate_device: where the whole-volume output is stitched (MONAI's ``device``;
+            default: the image's device). Windows run on the image's device.
 
     Returns:
         ``(1, K, *S)`` probabilities.
@@ -44,7 +49,8 @@ def predict_probabilities(predict_fn: Callable[[torch.Tensor], torch.Tensor], im
         x = torch.flip(image, axes) if axes else image
         logits = sliding_window_inference(x, roi_size=tuple(roi_size), sw_batch_size=sw_batch_size,
                                           predictor=predict_fn, overlap=overlap, mode="gaussian",
-                                          sigma_scale=0.125, padding_mode="constant")
+                                          sigma_scale=SIGMA_SCALE, padding_mode="constant",
+                                          device=accumulate_device)
         assert isinstance(logits, torch.Tensor)
         probs = torch.softmax(logits.float(), dim=1)
         probs = torch.flip(probs, axes) if axes else probs

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from medtoken.utils.errors import InputError
+from medtoken.utils.memory import available_memory, byte_unit, format_bytes, probe_size
 
 __all__ = [
     "MemoryEstimate",
@@ -56,10 +57,8 @@ __all__ = [
 ]
 
 ADAMW_STATES = 2  # exp_avg and exp_avg_sq, each the size of its parameter
-PROBE_SCALE = 0.5  # the probe patch is this fraction of roi_size along every axis
 PROBE_BATCH = 2  # BatchNorm needs more than one value per channel at the coarsest level
 LABEL_BYTES = 8  # the training loop's labels are int64
-MEMINFO = "/proc/meminfo"
 
 
 @dataclass(frozen=True)
@@ -90,35 +89,11 @@ class MemoryEstimate:
 
     def summary(self) -> str:
         """``"estimated peak 31.2 GiB (params 0.2, gradients 0.2, optimizer 0.4, ...)"``."""
-        unit, scale = _unit(self.total_bytes)
+        unit, scale = byte_unit(self.total_bytes)
         parts = {"params": self.params_bytes, "gradients": self.gradients_bytes,
                  "optimizer": self.optimizer_bytes, "activations": self.activations_bytes}
         detail = ", ".join(f"{name} {value / scale:.1f}" for name, value in parts.items())
         return f"estimated peak {self.total_bytes / scale:.1f} {unit} ({detail})"
-
-
-def _unit(num_bytes: float) -> tuple[str, float]:
-    for unit, power in (("TiB", 40), ("GiB", 30), ("MiB", 20)):
-        if num_bytes >= 2**power:
-            return unit, float(2**power)
-    return "KiB", 1024.0
-
-
-def format_bytes(num_bytes: float) -> str:
-    """``"22.1 GiB"``, ``"512.0 MiB"``."""
-    unit, scale = _unit(num_bytes)
-    return f"{num_bytes / scale:.1f} {unit}"
-
-
-def _probe_size(model: Any, roi_size: Sequence[int]) -> tuple[int, ...]:
-    """About ``PROBE_SCALE`` of ``roi_size`` per axis, a multiple of ``model.input_multiple``."""
-    if model.fixed_input_size is not None:
-        return tuple(int(s) for s in model.fixed_input_size)
-    probe = []
-    for size, multiple in zip(roi_size, model.input_multiple, strict=True):
-        reduced = math.ceil(size * PROBE_SCALE / multiple) * multiple
-        probe.append(max(multiple, min(int(size), reduced)))
-    return tuple(probe)
 
 
 @contextmanager
@@ -201,7 +176,7 @@ def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int
     device = torch.device(device)
     params = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    probe = _probe_size(model, roi_size)
+    probe = probe_size(model, roi_size)
     saved, largest = saved_activation_bytes(model, probe, device, PROBE_BATCH, amp_dtype)
     voxels = math.prod(int(s) for s in roi_size)
     scale = batch_size * voxels / (PROBE_BATCH * math.prod(probe))
@@ -211,39 +186,6 @@ def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int
                           activations_bytes=batch + math.ceil((saved + largest) * scale),
                           batch_size=batch_size, roi_size=tuple(int(s) for s in roi_size),
                           probe_size=probe)
-
-
-def _meminfo_available() -> int | None:
-    """``MemAvailable`` of ``/proc/meminfo`` in bytes (``None`` where there is none)."""
-    try:
-        with open(MEMINFO) as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # the file says kB (KiB)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def available_memory(device: str | torch.device) -> int | None:
-    """Bytes available for training on ``device`` (``None`` if it cannot be told).
-
-    CUDA: the free device memory plus what this process's caching allocator already holds
-    (the model is on the device and counted in the estimate). CPU: ``MemAvailable`` from
-    ``/proc/meminfo``, else ``psutil.virtual_memory().available`` when psutil is installed.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device))
-    available = _meminfo_available()
-    if available is not None:
-        return available
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return int(psutil.virtual_memory().available)
 
 
 def check_memory_fits(estimate: MemoryEstimate, available_bytes: int | None,
