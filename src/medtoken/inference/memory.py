@@ -5,7 +5,8 @@ The estimate of a case of spatial size ``S`` (``V`` voxels), ``K`` classes, ``M`
 
 - **images**: the normalised copy of the case per member plan, ``C * V * 4`` each;
 - **accumulators**: slab stitching keeps one ring buffer per (member, mirroring),
-  ``(K * acc_bytes + 4) * V / S[-1] * roi[-1]``, plus a soft-max chunk; full stitching (MONAI)
+  ``(K * acc_bytes + 4) * V / S[-1] * roi[-1]``, plus float32 copies of the chunk of
+  planes being soft-maxed (at most ``2**20`` values, or one plane); full stitching (MONAI)
   keeps about ``(3 + [TTA] + [ensemble]) * K * V * 4 + 12 * V`` (output, soft-max, running sum,
   mirrored copy, count map, int64 argmax);
 - **outputs**: the labels (``V`` bytes for up to 256 classes), and ``K * V * p_bytes`` when
@@ -41,6 +42,7 @@ from medtoken.utils.memory import (
 __all__ = ["CaseEstimate", "check_case_fits", "choose_accumulate_device", "estimate_case",
            "window_bytes"]
 
+CHUNK_COPIES = 3  # float32 temporaries while a chunk of planes is soft-maxed and summed
 DEVICE_HEADROOM = 0.8  # accumulate on the GPU only if everything fits in this share of it
 
 
@@ -106,7 +108,8 @@ def estimate_case(shape: Sequence[int], in_channels: int, num_classes: int,
     if stitching == "slab":
         plane = voxels // int(shape[-1])
         rings = sum(min(int(r[-1]), int(shape[-1])) for r in roi_sizes) * mirrorings
-        accumulators = rings * plane * (k * accumulate_bytes + 4) + 3 * 4 * FINALIZE_ELEMENTS
+        chunk = k * plane * min(max(1, FINALIZE_ELEMENTS // (k * plane)), int(shape[-1]))
+        accumulators = rings * plane * (k * accumulate_bytes + 4) + CHUNK_COPIES * 4 * chunk
     else:
         copies = 3 + int(tta) + int(len(roi_sizes) > 1)
         accumulators = copies * k * voxels * 4 + 12 * voxels

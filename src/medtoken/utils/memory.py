@@ -86,6 +86,12 @@ def available_memory(device: str | torch.device) -> int | None:
 class _LiveTensors(TorchDispatchMode):
     """Counts the bytes of storages that operator outputs keep alive; records the peak."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in dynamo.disable by default, which imports
+        # torch._dynamo (3 s) on first use; nothing is compiled inside this mode
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.refs: dict[int, int] = {}  # storage pointer -> live tensors on it
