@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N)")
     p.add_argument("--skip-existing", action="store_true", help="keep outputs that exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--postprocess", metavar="FILE",
+                   help="postprocessing.json (from determine-postprocessing) applied to the labels")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="inference-time model overrides that keep the weights valid, e.g. "
                    "selection.num_selected=50 or pruning.keep_ratio=0.2 (checkpoints only)")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.data.datasets import list_input_cases
     from medtoken.inference.ensemble import load_members
     from medtoken.inference.options import PredictOptions
-    from medtoken.inference.predict import predict_cases
+    from medtoken.inference.predict import check_postprocessing, predict_cases
     from medtoken.utils.device import resolve_device
     from medtoken.utils.errors import InputError
 
@@ -63,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     members = load_members(args.model, device, overrides=parse_set_args(args.set),
                            threads=args.threads,
                            export_device=None if args.device == "auto" else device)
+    plan = check_postprocessing(args.postprocess, members) if args.postprocess else None
     cases = list_input_cases(args.input, members[0].model.in_channels)
     if not cases:
         raise InputError(args.input, "no images found")
     report = predict_cases(members, cases, Path(args.output), options,
-                           skip_existing=args.skip_existing)
+                           skip_existing=args.skip_existing, postprocess=plan)
     print(f"wrote {len(report.written)} prediction(s) to {args.output}"
           + (f", kept {len(report.skipped)} existing" if report.skipped else ""))
     if report.failed:

@@ -31,13 +31,14 @@ from medtoken.inference.memory import (
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.slab import Member, count_windows, label_dtype, predict_slabwise
 from medtoken.inference.sliding_window import predict_probabilities
+from medtoken.postprocessing.plan import PostprocessingPlan, apply_postprocessing, read_plan
 from medtoken.train.checkpoint import LoadedModel
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory
 
-__all__ = ["PredictOptions", "PredictReport", "check_output_folder", "predict_array",
-           "predict_cases", "window_progress"]
+__all__ = ["PredictOptions", "PredictReport", "check_output_folder", "check_postprocessing",
+           "predict_array", "predict_cases", "window_progress"]
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_WINDOWS = 32  # a case with fewer windows gets no window progress bar
@@ -199,6 +200,19 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
     return labels, kept
 
 
+def check_postprocessing(path: str | Path, members: Sequence[LoadedModel]) -> PostprocessingPlan:
+    """Read a ``postprocessing.json`` and refuse one made for other labels than the model's.
+
+    Raises:
+        InputError: at ``path``: unreadable, or for other labels.
+    """
+    plan = read_plan(path)
+    labels = members[0].dataset.get("labels") or {str(k): k for k in
+                                                   range(members[0].model.num_classes)}
+    plan.check_labels([int(k) for k in labels], path)
+    return plan
+
+
 def _output_path(out_dir: Path, case: Case, file_ending: str, spatial_dims: int) -> Path:
     return out_dir / f"{case.case_id}{'.png' if spatial_dims == 2 else file_ending}"
 
@@ -235,9 +249,15 @@ def _write(labels: np.ndarray, probabilities: np.ndarray | None, meta: ImageMeta
 
 def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[Case],
                   out_dir: str | Path, options: PredictOptions | None = None,
-                  skip_existing: bool = False) -> PredictReport:
+                  skip_existing: bool = False,
+                  postprocess: PostprocessingPlan | None = None) -> PredictReport:
     """Predict every case into ``out_dir``; unreadable or too large cases are reported, not
-    fatal. ``options.progress`` shows a bar over cases (and over windows of a large case)."""
+    fatal. ``options.progress`` shows a bar over cases (and over windows of a large case).
+
+    Args:
+        postprocess: a plan applied to the labels before they are written (the probabilities
+            are kept as predicted, as nnU-Net does); check it with :func:`check_postprocessing`.
+    """
     members = _as_list(models)
     options = options or PredictOptions()
     out = Path(out_dir)
@@ -266,6 +286,8 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
             estimate = estimate_for(members, meta.spatial_shape, options, windows)
             labels, probs = predict_array(members, image, options, estimate, str(case.images[0]))
             del image
+            if postprocess is not None:
+                labels = apply_postprocessing(labels, postprocess)
             _write(labels, probs, meta, target, npz)
             report.written.append(target)
         except InputError as err:
