@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from monai.data.utils import dense_patch_slices
 
 from medtoken.inference.slab import Member, label_dtype, predict_slabwise, window_starts
 from medtoken.inference.sliding_window import predict_probabilities
+from medtoken.registry import create_model
 
 FP16_PROB_ATOL = 1e-3  # documented tolerance of float16 accumulation on probabilities
 FP16_MARGIN = 1e-2  # labels must agree wherever the reference's top-two margin exceeds this
@@ -98,3 +100,34 @@ def test_window_starts_are_monais(size: int, roi: int, overlap: float) -> None:
 def test_label_dtype_is_the_smallest() -> None:
     assert label_dtype(2) == np.uint8 and label_dtype(256) == np.uint8
     assert label_dtype(257) == np.uint16
+
+
+def test_a_large_case_reports_progress_over_all_its_windows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm
+
+    from medtoken.inference.options import PredictOptions
+    from medtoken.inference.predict import predict_array
+    from medtoken.train.checkpoint import LoadedModel
+
+    bars: list[dict[str, int]] = []
+
+    class Bar:
+        def __init__(self, total: int, **_: object) -> None:
+            bars.append({"total": total, "done": 0, "closed": 0})
+
+        def update(self, n: int) -> None:
+            bars[-1]["done"] += n
+
+        def close(self) -> None:
+            bars[-1]["closed"] = 1
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    model = create_model("unet3d", channels=[4, 8], roi_size=[16, 16, 16]).eval()
+    loaded = LoadedModel(model=model, path=Path("m"), state={
+        "dataset": {"normalization": {"schemes": ["zscore"], "ct_stats": [None]}}})
+    image = np.random.default_rng(0).random((1, 40, 40, 24), dtype=np.float32)
+    predict_array(loaded, image, PredictOptions(progress=True, tta=True))
+    assert bars == [{"total": 4 * 4 * 2 * 8, "done": 4 * 4 * 2 * 8, "closed": 1}]
+    predict_array(loaded, image[:, :16, :16, :16], PredictOptions(progress=True))
+    assert len(bars) == 1  # one window: no bar
