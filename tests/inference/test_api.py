@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 import medtoken
 from medtoken.data.io import read_image
@@ -36,6 +37,10 @@ def test_python_api_refuses_a_wrong_shape_and_bad_options(runs: dict[str, Path])
         medtoken.predict(runs["a"], np.zeros((2, 8, 8, 8), np.float32))
     with pytest.raises(InputError, match="--stitching"):
         medtoken.predict(runs["a"], np.zeros((8, 8, 8), np.float32), stitching="tiles")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="--accumulate-device: CUDA was requested"):
+            medtoken.predict(runs["a"], np.zeros((8, 8, 8), np.float32),
+                             accumulate_device="cuda")
     with pytest.raises(InputError, match="spacing"):
         medtoken.predict(runs["a"], np.zeros((8, 8, 8), np.float32), spacing=(1.0, 1.0))
 

@@ -64,10 +64,13 @@ class PredictOptions:
             raise InputError("--batch-size", f"must be >= 1, got {self.batch_size}")
         if self.accumulate_device != "auto":
             try:
-                torch.device(self.accumulate_device)
+                device = torch.device(self.accumulate_device)
             except (RuntimeError, ValueError):
                 raise InputError("--accumulate-device", f"unknown device "
                                  f"{self.accumulate_device!r}; use auto, cpu or cuda") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise InputError("--accumulate-device", "CUDA was requested but no CUDA "
+                                 "device is available")
 
     @property
     def accumulate_torch_dtype(self) -> torch.dtype:
