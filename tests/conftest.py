@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+from medtoken.utils import deprecation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -28,3 +32,28 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not available: {path} does not exist")
     return path
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def deprecations(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[str]]]:
+    """Forget the deprecations already warned about; call the result for those logged since.
+
+    The handler sits on the ``medtoken.deprecation`` logger itself, so the CLI's
+    ``logging.basicConfig(force=True)`` (which replaces the root handlers) does not remove it.
+    """
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    records, logger = _Records(), logging.getLogger(deprecation.log.name)
+    logger.addHandler(records)
+    try:
+        yield lambda: list(records.messages)
+    finally:
+        logger.removeHandler(records)

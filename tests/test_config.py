@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 
-from medtoken.config import apply_overrides, closest, from_dict, parse_set_args, to_dict
+from medtoken.config import (
+    apply_overrides,
+    closest,
+    from_dict,
+    parse_set_args,
+    rename_nested,
+    to_dict,
+)
 from medtoken.utils.errors import InputError
 
 
@@ -60,3 +68,47 @@ def test_parse_set_args_reads_yaml_values() -> None:
 
 def test_closest_puts_near_matches_first() -> None:
     assert closest("unet_3d", ["scd_btcv", "unet2d", "unet3d"])[0] == "unet3d"
+
+
+@dataclass(frozen=True)
+class RenamedInner:
+    method: str = "a"
+    RENAMED: ClassVar[dict[str, str]] = {"selection": "method"}
+
+
+@dataclass(frozen=True)
+class RenamedOuter:
+    roi_size: tuple[int, ...] = (8, 8)
+    inner: RenamedInner = field(default_factory=RenamedInner)
+    RENAMED: ClassVar[dict[str, str]] = {"patch_size": "roi_size"}
+
+
+def test_from_dict_reads_renamed_keys_at_every_level_and_warns(deprecations) -> None:
+    cfg = from_dict(RenamedOuter, {"patch_size": [4, 4], "inner": {"selection": "b"}})
+    assert cfg == RenamedOuter(roi_size=(4, 4), inner=RenamedInner("b"))
+    assert from_dict(RenamedOuter, {"roi_size": [4, 4], "inner": {"method": "b"}}) == cfg
+    messages = deprecations()
+    assert len(messages) == 2
+    assert "'patch_size' is deprecated; use 'roi_size'" in messages[0]
+    assert "'inner.selection' is deprecated; use 'inner.method'" in messages[1]
+    from_dict(RenamedOuter, {"patch_size": [4, 4]})
+    assert len(deprecations()) == 2  # once per spelling and process
+
+
+def test_apply_overrides_reads_renamed_dotted_keys(deprecations) -> None:
+    cfg = apply_overrides(RenamedOuter(), {"inner.selection": "c"})
+    assert cfg.inner.method == "c"
+    assert apply_overrides(RenamedOuter(), {"inner.method": "c"}) == cfg
+    assert deprecations() == ["'inner.selection' is deprecated; use 'inner.method' (the old "
+                              "spelling will be removed in a future release)"]
+
+
+def test_old_and_new_spelling_together_are_refused() -> None:
+    with pytest.raises(InputError, match="'patch_size' and 'roi_size' are the same option"):
+        from_dict(RenamedOuter, {"patch_size": [4, 4], "roi_size": [4, 4]})
+
+
+def test_rename_nested_renames_only() -> None:
+    old = {"patch_size": [4, 4], "inner": {"selection": "b"}, "extra": 1}
+    assert rename_nested(RenamedOuter, old) == {"roi_size": [4, 4], "inner": {"method": "b"},
+                                                "extra": 1}

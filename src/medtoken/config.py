@@ -3,6 +3,11 @@
 A config is a frozen dataclass (possibly nested). ``to_dict`` gives YAML/JSON-ready data;
 ``from_dict`` rebuilds it and refuses unknown keys, naming the closest valid ones, so that a typo in
 ``--set pruning.keep_ratoi=0.3`` is an error and not a silently ignored option.
+
+A config class may rename a field and keep the old spelling working: a class attribute
+``RENAMED: ClassVar[dict[str, str]] = {"old": "new"}`` makes ``from_dict`` (old checkpoints,
+old ``config.yaml``) and ``apply_overrides`` (``--set``, ``create_model`` keywords) accept the old
+key with a deprecation warning.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from medtoken.utils.deprecation import warn_renamed
 from medtoken.utils.errors import InputError
 
 __all__ = [
@@ -22,6 +28,9 @@ __all__ = [
     "closest",
     "from_dict",
     "parse_set_args",
+    "rename_keys",
+    "rename_nested",
+    "renamed_key",
     "to_dict",
 ]
 
@@ -57,11 +66,58 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return result
 
 
-def _coerce(value: Any, hint: Any) -> Any:
+def renamed_key(cls: Any, key: str, prefix: str = "") -> str:
+    """``key``, or its new name when ``cls.RENAMED`` maps it (then a deprecation warning).
+
+    Args:
+        cls: a config dataclass (or anything; only a ``RENAMED`` class attribute matters).
+        key: one field name (not dotted).
+        prefix: dotted path of ``cls`` inside the outer config, for the warning (``pruning.``).
+    """
+    new = getattr(cls, "RENAMED", {}).get(key)
+    if new is None:
+        return key
+    warn_renamed(prefix + key, prefix + new)
+    return str(new)
+
+
+def rename_keys(cls: Any, data: Mapping[str, Any], where: str = "config",
+                prefix: str = "") -> dict[str, Any]:
+    """``data`` with the old keys of ``cls.RENAMED`` replaced by the new ones (one level).
+
+    Raises:
+        InputError: both the old and the new spelling of a key are given.
+    """
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        new = renamed_key(cls, key, prefix)
+        if new in result or (new != key and new in data):
+            raise InputError(where, f"'{prefix}{key}' and '{prefix}{new}' are the same option "
+                             f"(the first is its old name); give only '{prefix}{new}'")
+        result[new] = value
+    return result
+
+
+def rename_nested(cls: Any, data: Mapping[str, Any], where: str = "config",
+                  prefix: str = "") -> dict[str, Any]:
+    """:func:`rename_keys` at every level of the nested config ``cls``; nothing else changes
+    (no defaults filled, no values checked), so that an old stored dict compares with a new one.
+    """
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    result: dict[str, Any] = {}
+    for key, value in rename_keys(cls, data, where, prefix).items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = rename_nested(hint, value, where, f"{prefix}{key}.")
+        result[key] = value
+    return result
+
+
+def _coerce(value: Any, hint: Any, prefix: str = "") -> Any:
     """Convert YAML/JSON data (lists, ints) to the field's declared type where that is cheap."""
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-        return from_dict(hint, value)  # type: ignore[arg-type]
+        return from_dict(hint, value, prefix=prefix)  # type: ignore[arg-type]
     if origin is tuple and isinstance(value, (list, tuple)):
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -85,15 +141,20 @@ def _coerce(value: Any, hint: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T:
-    """Build the dataclass ``cls`` from ``data``; unknown keys raise :class:`InputError`."""
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config",
+              prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from ``data``; unknown keys raise :class:`InputError`.
+
+    Old keys listed in ``RENAMED`` (here or in nested configs) are accepted with a warning;
+    ``prefix`` is the dotted path of ``cls`` in an outer config (for messages).
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, value in rename_keys(cls, data, where, prefix).items():
         if key not in fields:
             raise _unknown_key(key, fields, where)
-        kwargs[key] = _coerce(value, hints[key])
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}.")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -104,9 +165,12 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any], where: str = "--set") 
     """Return a copy of ``cfg`` with dotted-key overrides applied (``pruning.keep_ratio``)."""
     data = to_dict(cfg)
     for dotted, value in overrides.items():
-        node = data
+        node: Any = data  # the dict being edited
+        obj: Any = cfg  # the config object it came from (whose RENAMED applies)
         parts = dotted.split(".")
-        for i, part in enumerate(parts):
+        for i, given in enumerate(parts):
+            part = parts[i] = renamed_key(type(obj), given, "".join(f"{p}." for p in parts[:i]))
+            obj = getattr(obj, part, None)
             if not isinstance(node, dict) or part not in node:
                 valid = node.keys() if isinstance(node, dict) else []
                 prefix = ".".join(parts[:i])

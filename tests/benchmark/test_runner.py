@@ -95,9 +95,9 @@ def test_model_key_sweep_leaves_the_baseline_alone(tmp_path: Path) -> None:
     assert swept[0]["params"] < swept[1]["params"]
 
 
-def test_spatial_size_sweep_changes_the_input_of_every_model(tmp_path: Path) -> None:
+def test_roi_size_sweep_changes_the_input_of_every_model(tmp_path: Path) -> None:
     records = _run(tmp_path, "--models", "mstm_layer_test,mstm_layer_test:mstm.mlstm_mode=parallel",
-                   "--input-size", "1,1,8,8", "--sweep", "spatial_size=[8,8],[8,16]")
+                   "--input-size", "1,1,8,8", "--sweep", "roi_size=[8,8],[8,16]")
     assert [r["input_size"] for r in records] == [[1, 1, 8, 8]] * 2 + [[1, 1, 8, 16]] * 2
     assert all(r["config"]["roi_size"] == r["input_size"][2:] for r in records)
     first, second = records[0], records[2]  # chunkwise at 64 and 128 tokens
@@ -105,10 +105,10 @@ def test_spatial_size_sweep_changes_the_input_of_every_model(tmp_path: Path) -> 
     _check_png(tmp_path / "sweep.png")
 
 
-def test_spatial_size_sweep_must_match_the_input_dims(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_roi_size_sweep_must_match_the_input_dims(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["benchmark", "--models", "mstm_layer_test", "--input-size", "1,1,8,8",
-                 "--sweep", "spatial_size=[8,8,8]", *QUICK, "--out", str(tmp_path)])
+                 "--sweep", "roi_size=[8,8,8]", *QUICK, "--out", str(tmp_path)])
     assert code == 2 and "has 3 dims but --input-size has 2" in capsys.readouterr().err
 
 

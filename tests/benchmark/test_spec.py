@@ -76,13 +76,21 @@ def test_parse_sweep_values_are_yaml() -> None:
     assert parse_sweep("pruning.keep_ratio=0.1,0.5,1").values == (0.1, 0.5, 1)
 
 
-def test_parse_sweep_spatial_size_values_are_tuples() -> None:
-    assert parse_sweep("spatial_size=[8,8],[8,16]").values == ((8, 8), (8, 16))
+def test_parse_sweep_roi_size_values_are_tuples() -> None:
+    assert parse_sweep("roi_size=[8,8],[8,16]").values == ((8, 8), (8, 16))
+
+
+def test_parse_sweep_spatial_size_is_an_old_name_of_roi_size(deprecations) -> None:
+    assert parse_sweep("spatial_size=[8,8],[8,16]") == parse_sweep("roi_size=[8,8],[8,16]")
+    assert deprecations() == ["'--sweep spatial_size' is deprecated; use '--sweep roi_size' (the "
+                              "old spelling will be removed in a future release)"]
+    with pytest.raises(InputError, match="roi_size values must be"):
+        parse_sweep("spatial_size=[8,0]")
 
 
 @pytest.mark.parametrize("text", ["batch_size", "=1,2", "batch_size=0,2", "batch_size=a",
-                                  "roi_size=[8,8,8],[16,16,16]", "spatial_size=8,16",
-                                  "spatial_size=[8],[16]", "spatial_size=[8,0]"])
+                                  "in_channels=1,2", "roi_size=8,16",
+                                  "roi_size=[8],[16]", "roi_size=[8,0]"])
 def test_parse_sweep_rejects(text: str) -> None:
     with pytest.raises(InputError, match="--sweep"):
         parse_sweep(text)

@@ -35,7 +35,7 @@ def run_dir(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--data", str(data), "--model", "unet3d", "--out", str(out),
-            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--patch-size", "16", "16",
+            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16", "16",
             "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1", "train.warmup_steps=1",
             *extra]
 

@@ -29,7 +29,7 @@ def trained_3d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pipeline3d")
     data = make_synthetic_dataset(root / "data", spatial_dims=3, num_cases=5, seed=1)
     run = root / "run"
-    assert _train(data, run, "unet3d", TINY_UNET3D, "--patch-size", "16", "16", "16") == 0
+    assert _train(data, run, "unet3d", TINY_UNET3D, "--roi-size", "16", "16", "16") == 0
     return data, run
 
 
@@ -83,7 +83,7 @@ def test_predict_skip_existing_and_refuses_input_folder(trained_3d: tuple[Path, 
 
 def test_existing_run_needs_resume_or_overwrite(trained_3d: tuple[Path, Path], capsys) -> None:
     data, run = trained_3d
-    assert _train(data, run, "unet3d", TINY_UNET3D, "--patch-size", "16", "16", "16") == 2
+    assert _train(data, run, "unet3d", TINY_UNET3D, "--roi-size", "16", "16", "16") == 2
     assert "--resume" in capsys.readouterr().err
 
 
@@ -91,7 +91,7 @@ def test_2d_pipeline_writes_png(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "data2d", spatial_dims=2, num_cases=5, seed=2,
                                   layout="folder2d")
     run = tmp_path / "run2d"
-    assert _train(data, run, "unet2d", TINY_UNET2D, "--patch-size", "32", "32") == 0
+    assert _train(data, run, "unet2d", TINY_UNET2D, "--roi-size", "32", "32") == 0
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(run), "-i", str(data / "images"), "-o", str(out)]) == 0
     assert all(p.suffix == ".png" for p in out.iterdir())
@@ -108,7 +108,7 @@ def test_real_data_train_predict_evaluate(name: str, model: str, sets: list[str]
                                           patch: list[str], tmp_path: Path) -> None:
     data = shared_dataset(name)
     run = tmp_path / "run"
-    assert _train(data, run, model, sets, "--patch-size", *patch,
+    assert _train(data, run, model, sets, "--roi-size", *patch,
                   "--set", "train.val_every=1000") == 0
     summary = json.loads((run / "validation" / "summary.json").read_text())
     assert summary["num_cases"] > 40  # the whole validation fold, predicted and scored

@@ -25,7 +25,7 @@ def _hashes(root: Path) -> dict[str, str]:
 
 def _train_argv(data: Path, out: Path, *extra: str, channels: str = "[4,8]") -> list[str]:
     return ["train", "--data", str(data), "--model", "unet3d", "--out", str(out),
-            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--patch-size", "16", "16",
+            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16", "16",
             "16", "--set", f"channels={channels}", "train.steps_per_epoch=1",
             "train.warmup_steps=1", *extra]
 

@@ -241,7 +241,7 @@ def test_train_refuses_pixel_level_problems_before_training(
     part = _single_problem(root, kind)
     run = tmp_path / "run"
     code = main(["train", "--data", str(root), "--model", "unet3d", "--out", str(run),
-                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--patch-size",
+                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size",
                  "16", "16", "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1",
                  "--fold", "all"])
     err = capsys.readouterr().err

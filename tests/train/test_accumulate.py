@@ -78,7 +78,7 @@ def test_fit_counts_optimiser_steps_and_draws_every_micro_batch(tmp_path: Path,
         return original(self, step)
 
     monkeypatch.setattr(fit_module.PatchSampler, "batch", record)
-    cfg = TrainConfig(data=str(data), model="unet3d", patch_size=(16, 16, 16), batch_size=1,
+    cfg = TrainConfig(data=str(data), model="unet3d", roi_size=(16, 16, 16), batch_size=1,
                       accumulate=3, max_steps=2, steps_per_epoch=2, val_every=100,
                       warmup_steps=1)
     result = fit(cfg, tmp_path / "run", {"channels": [4, 8]}, device="cpu")

@@ -53,7 +53,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(data: Path, **kw: Any) -> TrainConfig:
-    base = {"data": str(data), "model": "unet3d", "patch_size": (16, 16, 16),
+    base = {"data": str(data), "model": "unet3d", "roi_size": (16, 16, 16),
             "batch_size": 1, "steps_per_epoch": 2, "epochs": 2, "val_every": 1,
             "warmup_steps": 1}
     return TrainConfig(**{**base, **kw})
@@ -197,7 +197,7 @@ def test_sampler_draws_per_rank_and_is_reproducible(data: Path) -> None:
 def _torchrun_cmd(data: Path, out: str, *extra: str, log_dir: Path | None = None) -> list[str]:
     redirect = ["--redirects", "3", "--log-dir", str(log_dir)] if log_dir else []
     return [*TORCHRUN, *redirect, "-m", "medtoken", "train", "--data", str(data),
-            "--model", "unet3d", "--out", out, "--patch-size", "16", "16", "16",
+            "--model", "unet3d", "--out", out, "--roi-size", "16", "16", "16",
             "--batch-size", "1", "--max-steps", "12", "--no-progress", "--set", "channels=[4,8]",
             "train.steps_per_epoch=2", "train.val_every=100", "train.warmup_steps=1", *extra]
 

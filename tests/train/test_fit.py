@@ -24,7 +24,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(data: Path, **kw) -> TrainConfig:
-    base = {"data": str(data), "model": "unet3d", "fold": "0", "patch_size": (16, 16, 16),
+    base = {"data": str(data), "model": "unet3d", "fold": "0", "roi_size": (16, 16, 16),
             "batch_size": 1, "steps_per_epoch": 2, "val_every": 100, "warmup_steps": 1}
     return TrainConfig(**{**base, **kw})
 
@@ -76,7 +76,7 @@ def test_max_steps_budget_and_patch_check(data: Path, tmp_path: Path) -> None:
     result = fit(_cfg(data, epochs=50, max_steps=3), tmp_path / "m", TINY, device="cpu")
     assert result.steps_done == 3
     with pytest.raises(InputError, match="not divisible"):
-        fit(_cfg(data, patch_size=(15, 16, 16)), tmp_path / "p", TINY, device="cpu")
+        fit(_cfg(data, roi_size=(15, 16, 16)), tmp_path / "p", TINY, device="cpu")
 
 
 def test_resume_accepts_older_config_and_changed_grad_checkpointing(data: Path,
@@ -94,6 +94,22 @@ def test_resume_accepts_older_config_and_changed_grad_checkpointing(data: Path,
     assert result.steps_done == 4
     with pytest.raises(InputError, match="accumulate"):
         fit(_cfg(data, epochs=3, accumulate=2), run, TINY, device="cpu", resume=True)
+
+
+def test_resume_reads_config_yaml_with_the_old_patch_size_key(data: Path, tmp_path: Path,
+                                                              deprecations) -> None:
+    import yaml
+
+    run = tmp_path / "r"
+    fit(_cfg(data, epochs=1), run, TINY, device="cpu")
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    stored["train"] = {("patch_size" if k == "roi_size" else k): v
+                       for k, v in stored["train"].items()}  # as an older medtoken wrote it
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    result = fit(_cfg(data, epochs=2), run, TINY, device="cpu", resume=True)
+    assert result.steps_done == 4
+    assert any("'train.patch_size' is deprecated" in m for m in deprecations())
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["roi_size"] == [16, 16, 16]
 
 
 @pytest.mark.parametrize(("amp", "amp_dtype", "device", "expected"), [

@@ -35,7 +35,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--data", str(data), "--model", "unet3d", "--out", str(out),
-            "--batch-size", "2", "--patch-size", "16", "16", "16", "--no-progress",
+            "--batch-size", "2", "--roi-size", "16", "16", "16", "--no-progress",
             "--set", "channels=[4,8]", "train.steps_per_epoch=2", "train.warmup_steps=1",
             "train.val_every=1000", *extra]
 

@@ -101,7 +101,7 @@ def test_absurd_batch_is_refused_with_the_estimate() -> None:
     with pytest.raises(InputError) as info:
         check_memory_fits(est, available)
     message = str(info.value)
-    assert message.startswith("--batch-size/--patch-size: estimated peak ")
+    assert message.startswith("--batch-size/--roi-size: estimated peak ")
     assert "(params " in message and "activations " in message
     assert "available" in message and "--force-memory" in message and "\n" not in message
 
@@ -181,7 +181,7 @@ def test_train_refuses_a_batch_that_cannot_fit_and_writes_nothing(
     data = make_synthetic_dataset(tmp_path / "d", num_cases=5, seed=2)
     run = tmp_path / "run"
     code = main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
-                 "--patch-size", "16", "16", "16", "--batch-size", "10000000",
+                 "--roi-size", "16", "16", "16", "--batch-size", "10000000",
                  "--max-steps", "1", "--no-progress", "--set", "channels=[4,8]"])
     err = capsys.readouterr().err
     assert code == 2 and "estimated peak" in err and "--force-memory" in err

@@ -28,7 +28,7 @@ from medtoken.benchmark.profile import profile_children
 from medtoken.benchmark.report import add_baseline_ratios, environment
 from medtoken.benchmark.spec import (
     BATCH_SIZE_KEY,
-    SPATIAL_SIZE_KEY,
+    ROI_SIZE_KEY,
     ModelSpec,
     Sweep,
     check_input_size,
@@ -129,9 +129,9 @@ def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: t
             if sweep is not None and sweep.key == BATCH_SIZE_KEY:
                 entry = replace(entry, input_size=(int(value), *input_size[1:]),
                                 sweep_applied=True)
-            elif sweep is not None and sweep.key == SPATIAL_SIZE_KEY:
+            elif sweep is not None and sweep.key == ROI_SIZE_KEY:
                 if len(value) != len(input_size) - 2:
-                    raise InputError("--sweep", f"spatial_size {list(value)} has {len(value)} "
+                    raise InputError("--sweep", f"roi_size {list(value)} has {len(value)} "
                                      f"dims but --input-size has {len(input_size) - 2}")
                 entry = replace(entry, input_size=(*input_size[:2], *value), sweep_applied=True)
             elif sweep is not None and spec.text in model_texts:

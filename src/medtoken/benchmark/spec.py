@@ -19,12 +19,13 @@ from typing import Any
 import yaml
 
 from medtoken.registry import get_config
+from medtoken.utils.deprecation import warn_renamed
 from medtoken.utils.errors import InputError
 
 __all__ = [
     "BATCH_SIZE_KEY",
     "INPUT_SWEEP_KEYS",
-    "SPATIAL_SIZE_KEY",
+    "ROI_SIZE_KEY",
     "ModelSpec",
     "Sweep",
     "check_input_size",
@@ -37,9 +38,10 @@ __all__ = [
 ]
 
 BATCH_SIZE_KEY = "batch_size"  # sweep keys that change the input, not the model
-SPATIAL_SIZE_KEY = "spatial_size"  # the input's spatial size (and with it the models' roi_size)
-INPUT_SWEEP_KEYS = (BATCH_SIZE_KEY, SPATIAL_SIZE_KEY)
-INPUT_KEYS = ("in_channels", "roi_size")  # set from --input-size, never swept
+ROI_SIZE_KEY = "roi_size"  # the input's spatial size, and with it the models' roi_size
+INPUT_SWEEP_KEYS = (BATCH_SIZE_KEY, ROI_SIZE_KEY)
+INPUT_KEYS = ("in_channels", ROI_SIZE_KEY)  # set from --input-size (roi_size also by a sweep)
+RENAMED_SWEEP_KEYS = {"spatial_size": ROI_SIZE_KEY}  # old --sweep keys, still accepted
 log = logging.getLogger(__name__)
 _OPEN, _CLOSE = "[{(", "]})"
 
@@ -166,21 +168,25 @@ def parse_sweep(text: str, where: str = "--sweep") -> Sweep:
     values = tuple(_parse_value(v, where) for v in split_top_level(raw))
     if any(v is None for v in values):
         raise InputError(where, f"empty value in '{text}'")
-    if key.strip() in INPUT_KEYS:
-        raise InputError(where, f"'{key.strip()}' comes from --input-size; sweep batch_size, "
-                         "spatial_size or a model key")
-    if key.strip() == BATCH_SIZE_KEY and not all(isinstance(v, int) and v > 0 for v in values):
+    key = key.strip()
+    if key in RENAMED_SWEEP_KEYS:
+        warn_renamed(f"--sweep {key}", f"--sweep {RENAMED_SWEEP_KEYS[key]}")
+        key = RENAMED_SWEEP_KEYS[key]
+    if key in INPUT_KEYS and key not in INPUT_SWEEP_KEYS:
+        raise InputError(where, f"'{key}' comes from --input-size; sweep batch_size, "
+                         "roi_size or a model key")
+    if key == BATCH_SIZE_KEY and not all(isinstance(v, int) and v > 0 for v in values):
         raise InputError(where, f"batch_size values must be positive integers, got '{raw}'")
-    if key.strip() == SPATIAL_SIZE_KEY:
-        values = tuple(_spatial_value(v, where) for v in values)
-    return Sweep(key.strip(), values)
+    if key == ROI_SIZE_KEY:
+        values = tuple(_roi_value(v, where) for v in values)
+    return Sweep(key, values)
 
 
-def _spatial_value(value: Any, where: str) -> tuple[int, ...]:
-    """One ``spatial_size`` sweep value: ``[H, W]`` or ``[D, H, W]`` of positive integers."""
+def _roi_value(value: Any, where: str) -> tuple[int, ...]:
+    """One ``roi_size`` sweep value: ``[H, W]`` or ``[D, H, W]`` of positive integers."""
     if not isinstance(value, list) or len(value) not in (2, 3) \
             or not all(isinstance(v, int) and v > 0 for v in value):
-        raise InputError(where, f"spatial_size values must be [H,W] or [D,H,W] lists of positive "
+        raise InputError(where, f"roi_size values must be [H,W] or [D,H,W] lists of positive "
                          f"integers, got {value!r}")
     return tuple(value)
 

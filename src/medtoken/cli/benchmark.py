@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="autocast (float16 on CUDA, bfloat16 on CPU)")
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N)")
     p.add_argument("--sweep", metavar="KEY=V1,V2,...",
-                   help="one point per value: batch_size, or a model config key (applied to "
-                   "--models; the baseline stays as it is)")
+                   help="one point per value: batch_size, roi_size (the input's spatial size, "
+                   "e.g. roi_size=[32,32],[64,64]) or a model config key (applied to --models; "
+                   "the baseline stays as it is)")
     p.add_argument("--data", metavar="PATH", help="dataset folder for --mode volume")
     p.add_argument("--overlap", type=float, default=0.5,
                    help="sliding-window overlap in volume mode (default: 0.5)")

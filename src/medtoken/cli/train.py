@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from medtoken.config import from_dict, parse_set_args
+from medtoken.cli.options import add_renamed
+from medtoken.config import from_dict, parse_set_args, rename_keys
 from medtoken.train.config import AMP_DTYPES, TrainConfig
 
 TRAIN_PREFIX = "train."
@@ -23,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget")
     p.add_argument("--max-steps", type=int, help="optimiser step budget")
-    p.add_argument("--patch-size", type=int, nargs="+", metavar="N",
-                   help="training patch (default: from the dataset, capped by the preset)")
+    add_renamed(p, "--roi-size", old=("--patch-size",), type=int, nargs="+", metavar="N",
+                help="training patch = the model's sliding window (default: from the dataset, "
+                "capped by the preset)")
     p.add_argument("--batch-size", type=int, help="patches per micro-batch and process")
     p.add_argument("--accumulate", type=int, metavar="N",
                    help="micro-batches per optimiser step (gradient accumulation)")
@@ -49,12 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, object]]:
     """The training config from flags and ``--set train.*``, and the model overrides."""
     overrides = parse_set_args(args.set)
-    train_keys = {k[len(TRAIN_PREFIX):]: v for k, v in overrides.items()
-                  if k.startswith(TRAIN_PREFIX)}
+    train_keys = rename_keys(TrainConfig, {k[len(TRAIN_PREFIX):]: v for k, v in overrides.items()
+                                           if k.startswith(TRAIN_PREFIX)},
+                             "--set train.*", TRAIN_PREFIX)  # old names first: the flags win
     model_overrides = {k: v for k, v in overrides.items() if not k.startswith(TRAIN_PREFIX)}
     flags = {"data": args.data, "model": args.model, "fold": str(args.fold),
              "epochs": args.epochs, "max_minutes": args.max_minutes, "max_steps": args.max_steps,
-             "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
+             "roi_size": args.roi_size, "batch_size": args.batch_size, "lr": args.lr,
              "seed": args.seed, "amp": True if args.amp else None, "amp_dtype": args.amp,
              "grad_checkpointing": args.grad_checkpointing or None,
              "accumulate": args.accumulate}

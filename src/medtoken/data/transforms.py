@@ -17,28 +17,28 @@ from monai import transforms as mt
 __all__ = ["build_train_transforms"]
 
 
-def _rot90_axes(patch_size: Sequence[int]) -> list[tuple[int, int]]:
+def _rot90_axes(roi_size: Sequence[int]) -> list[tuple[int, int]]:
     """Spatial axis pairs (0-based, without channel) whose patch sides are equal."""
-    return [(a, b) for a, b in combinations(range(len(patch_size)), 2)
-            if patch_size[a] == patch_size[b]]
+    return [(a, b) for a, b in combinations(range(len(roi_size)), 2)
+            if roi_size[a] == roi_size[b]]
 
 
-def build_train_transforms(patch_size: Sequence[int], foreground_ratio: float = 0.33,
+def build_train_transforms(roi_size: Sequence[int], foreground_ratio: float = 0.33,
                            affine_prob: float = 0.2) -> mt.Compose:
     """MONAI transforms that turn a whole normalised case into one augmented training patch.
 
     Args:
-        patch_size: spatial patch size.
+        roi_size: spatial size of the training patch (the model's ``roi_size``).
         foreground_ratio: probability that the crop is centred on a foreground voxel.
         affine_prob: probability of a small random rotation/scaling.
     """
-    dims = len(patch_size)
+    dims = len(roi_size)
     keys = ["image", "label"]
     pos = max(foreground_ratio, 1e-6)
     neg = max(1.0 - foreground_ratio, 1e-6)
     steps: list[mt.Transform] = [
-        mt.SpatialPadd(keys, spatial_size=patch_size, mode="constant"),
-        mt.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch_size,
+        mt.SpatialPadd(keys, spatial_size=roi_size, mode="constant"),
+        mt.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi_size,
                                   pos=pos, neg=neg, num_samples=1, allow_smaller=False),
         mt.RandAffined(keys, prob=affine_prob, rotate_range=(np.pi / 12,) * (3 if dims == 3 else 1),
                        scale_range=(0.15,) * dims, mode=("bilinear", "nearest"),
@@ -46,7 +46,7 @@ def build_train_transforms(patch_size: Sequence[int], foreground_ratio: float = 
     ]
     steps += [mt.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(dims)]
     steps += [mt.RandRotate90d(keys, prob=0.5, max_k=3, spatial_axes=axes)
-              for axes in _rot90_axes(patch_size)]
+              for axes in _rot90_axes(roi_size)]
     steps += [
         mt.RandScaleIntensityd("image", factors=0.15, prob=0.15),
         mt.RandShiftIntensityd("image", offsets=0.1, prob=0.15),

@@ -37,7 +37,7 @@ class ModelConfig:
         in_channels: image channels (modalities).
         num_classes: output classes including background.
         roi_size: the input patch the model is built for: the training patch and the
-            sliding-window size at inference (``--patch-size`` on the command line).
+            sliding-window size at inference (``--roi-size`` on the command line).
 
     Class attributes:
         family: the registered family name.

@@ -5,7 +5,7 @@ a 1x1 head. Stem and head cost ``O(N * dim)``; the layer is what grows with the 
 ``N`` (the input's voxel count), so a sweep over the input size is the layer's scaling curve::
 
     medtoken benchmark --models mstm_layer,mstm_layer:mstm.mlstm_mode=parallel \\
-        --input-size 1,64,32,32 --sweep spatial_size=[32,32],[32,64],[64,64],[64,128],[128,128]
+        --input-size 1,64,32,32 --sweep roi_size=[32,32],[32,64],[64,64],[64,128],[128,128]
 
 Probes are registered like every model (``medtoken models`` lists them) but are not meant to be
 trained.

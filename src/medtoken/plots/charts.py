@@ -89,7 +89,7 @@ def plot_sweep(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
     key = records[0]["sweep_key"]
     values = list(dict.fromkeys(r["point"] for r in records))
     point_values = {r["point"]: r["sweep_value"] for r in records}
-    scaling = key == "spatial_size"  # a scaling curve: x = voxels (tokens), log-log axes
+    scaling = key == "roi_size"  # a scaling curve: x = voxels (tokens), log-log axes
     if scaling:
         xs, ticks = [float(math.prod(point_values[p])) for p in values], None
     else:

@@ -193,14 +193,14 @@ def boundary_band(labels: torch.Tensor, radius: int = 2) -> torch.Tensor:
     return hits[:, 0] > 0.5
 
 
-def cell_boxes(spatial_size: Sequence[int], grid: Sequence[int],
+def cell_boxes(roi_size: Sequence[int], grid: Sequence[int],
                device: torch.device | str | None = None) -> torch.Tensor:
-    """Input-space boxes of the cells of ``grid`` tiling ``spatial_size``.
+    """Input-space boxes of the cells of ``grid`` tiling ``roi_size``.
 
     Returns:
         ``(prod(grid), 2 * d)`` int64, row-major.
     """
-    cell = [s // g for s, g in zip(spatial_size, grid, strict=True)]
+    cell = [s // g for s, g in zip(roi_size, grid, strict=True)]
     axes = [torch.arange(g, device=device) for g in grid]
     coords = torch.meshgrid(*axes, indexing="ij")  # d x grid
     starts = torch.stack([c.reshape(-1) * n for c, n in zip(coords, cell, strict=True)], -1)

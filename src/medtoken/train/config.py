@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = ["AMP_DTYPES", "TrainConfig"]
 
@@ -21,6 +22,9 @@ class TrainConfig:
     ``lr`` is used as given (never scaled with the world size).
 
     Attributes:
+        roi_size: the training patch, which is also the model's ``roi_size`` (its sliding window);
+            ``None``: derived from the dataset, capped by the preset. Was ``patch_size`` (still
+            read from old ``config.yaml`` files, with a deprecation warning).
         amp: mixed precision autocast.
         amp_dtype: ``auto`` (float16 with a gradient scaler on CUDA, bfloat16 on CPU), ``fp16``
             (CUDA only) or ``bf16``; used only when ``amp`` is on.
@@ -38,7 +42,7 @@ class TrainConfig:
     steps_per_epoch: int = 50
     max_steps: int | None = None
     max_minutes: float | None = None
-    patch_size: tuple[int, ...] | None = None
+    roi_size: tuple[int, ...] | None = None
     batch_size: int = 2
     lr: float = 1e-3
     weight_decay: float = 3e-5
@@ -78,4 +82,7 @@ class TrainConfig:
 
     # Fields that may change when a run is resumed (budgets, and activation checkpointing, which
     # changes memory and speed but not the gradients); everything else must match.
-    RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "val_every", "grad_checkpointing")
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "max_minutes",
+                                                    "val_every", "grad_checkpointing")
+    # Old field names still accepted (medtoken.config.from_dict), old -> new.
+    RENAMED: ClassVar[dict[str, str]] = {"patch_size": "roi_size"}

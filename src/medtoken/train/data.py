@@ -19,7 +19,7 @@ from medtoken.data.preprocess import NormalizationPlan, normalize
 from medtoken.data.transforms import build_train_transforms
 from medtoken.utils.errors import InputError
 
-__all__ = ["LoadedCase", "PatchSampler", "derive_patch_size", "load_cases"]
+__all__ = ["LoadedCase", "PatchSampler", "derive_roi_size", "load_cases"]
 
 
 @dataclass
@@ -52,9 +52,10 @@ def load_cases(info: DatasetInfo, case_ids: Sequence[str],
     return cases
 
 
-def derive_patch_size(cases: Sequence[LoadedCase], preset_roi: Sequence[int],
-                      multiple: Sequence[int]) -> tuple[int, ...]:
-    """nnU-Net-style patch: median case shape rounded up to ``multiple``, capped by the preset."""
+def derive_roi_size(cases: Sequence[LoadedCase], preset_roi: Sequence[int],
+                    multiple: Sequence[int]) -> tuple[int, ...]:
+    """nnU-Net-style training patch (the model's ``roi_size``): median case shape rounded up to
+    ``multiple``, capped by the preset."""
     median = np.median(np.array([c.image.shape[1:] for c in cases]), axis=0)
     patch = []
     for m, cap, mult in zip(median, preset_roi, multiple, strict=True):
@@ -66,7 +67,7 @@ def derive_patch_size(cases: Sequence[LoadedCase], preset_roi: Sequence[int],
 class PatchSampler:
     """Random augmented training batches drawn from in-memory cases."""
 
-    def __init__(self, cases: Sequence[LoadedCase], patch_size: Sequence[int], batch_size: int,
+    def __init__(self, cases: Sequence[LoadedCase], roi_size: Sequence[int], batch_size: int,
                  seed: int, rank: int = 0, foreground_ratio: float = 0.33) -> None:
         if not cases:
             raise InputError("--fold", "the training split has no cases")
@@ -74,7 +75,7 @@ class PatchSampler:
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
-        self.transforms = build_train_transforms(patch_size, foreground_ratio)
+        self.transforms = build_train_transforms(roi_size, foreground_ratio)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image (B, C, *P) float32, label (B, 1, *P) int64)`` for global step ``step``."""

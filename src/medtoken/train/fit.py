@@ -33,7 +33,7 @@ from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
 from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
-from medtoken.train.data import LoadedCase, PatchSampler, derive_patch_size, load_cases
+from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
 from medtoken.train.distributed import DistInfo
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
@@ -86,14 +86,14 @@ def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str
         spacing = np.median(np.array([c.meta.spacing for c in cases]), axis=0)
         fill["spacing"] = [round(float(s), 4) for s in spacing]
     cfg = get_config(train_cfg.model, **fill, **overrides)
-    if train_cfg.patch_size is not None:
-        patch = tuple(train_cfg.patch_size)
+    if train_cfg.roi_size is not None:
+        patch = tuple(train_cfg.roi_size)
     elif "roi_size" in overrides:
         patch = tuple(cfg.roi_size)
     else:
         probe = build_model(cfg)
-        patch = probe.fixed_input_size or derive_patch_size(cases, cfg.roi_size,
-                                                              probe.input_multiple)
+        patch = probe.fixed_input_size or derive_roi_size(cases, cfg.roi_size,
+                                                            probe.input_multiple)
     return get_config(train_cfg.model, **fill, **overrides, roi_size=list(patch))
 
 
@@ -101,7 +101,7 @@ def _check_patch(model: Any) -> None:
     roi = model.config.roi_size
     bad = [r for r, m in zip(roi, model.input_multiple, strict=True) if r % m]
     if bad:
-        raise InputError("--patch-size", f"{tuple(roi)} is not divisible by "
+        raise InputError("--roi-size", f"{tuple(roi)} is not divisible by "
                          f"{model.input_multiple} as this model requires")
 
 

@@ -113,12 +113,12 @@ def _state_kept(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def saved_activation_bytes(model: Any, spatial_size: Sequence[int], device: torch.device,
+def saved_activation_bytes(model: Any, roi_size: Sequence[int], device: torch.device,
                            batch_size: int = 1,
                            amp_dtype: torch.dtype | None = None) -> tuple[int, int]:
     """Bytes autograd saves for the backward pass of one forward + DiceCE loss.
 
-    The input ``(batch_size, in_channels, *spatial_size)`` and labels are random; parameters,
+    The input ``(batch_size, in_channels, *roi_size)`` and labels are random; parameters,
     buffers and the batch itself are not counted; every storage is counted once.
 
     Returns:
@@ -131,8 +131,8 @@ def saved_activation_bytes(model: Any, spatial_size: Sequence[int], device: torc
     seen: dict[int, int] = {}
     # whatever the caller's grad mode, the probe needs autograd to record what it saves
     with _state_kept(model, device), torch.inference_mode(False), torch.enable_grad():
-        x = torch.randn(batch_size, model.in_channels, *spatial_size, device=device)
-        y = torch.randint(0, model.num_classes, (batch_size, 1, *spatial_size), device=device)
+        x = torch.randn(batch_size, model.in_channels, *roi_size, device=device)
+        y = torch.randint(0, model.num_classes, (batch_size, 1, *roi_size), device=device)
         known = {t.untyped_storage().data_ptr()
                  for t in (*model.parameters(), *model.buffers(), x, y)}
 
@@ -189,7 +189,7 @@ def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int
 
 
 def check_memory_fits(estimate: MemoryEstimate, available_bytes: int | None,
-                      where: str = "--batch-size/--patch-size") -> None:
+                      where: str = "--batch-size/--roi-size") -> None:
     """Refuse a training run whose estimated peak exceeds the available memory.
 
     Raises:
@@ -200,4 +200,4 @@ def check_memory_fits(estimate: MemoryEstimate, available_bytes: int | None,
     raise InputError(where, f"{estimate.summary()} exceeds the {format_bytes(available_bytes)} "
                      f"available (batch {estimate.batch_size}, patch "
                      f"{'x'.join(map(str, estimate.roi_size))}); lower --batch-size or "
-                     "--patch-size, or pass --force-memory")
+                     "--roi-size, or pass --force-memory")

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from medtoken.config import to_dict
+from medtoken.config import rename_nested, to_dict
 from medtoken.train.config import TrainConfig
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
@@ -71,7 +71,7 @@ class RunFolder:
         atomic_write_text(self.config, yaml.safe_dump(resolved, sort_keys=False))
 
     def _check_same_run(self, resolved: dict[str, Any]) -> None:
-        stored = yaml.safe_load(self.config.read_text())
+        stored = _current_spelling(yaml.safe_load(self.config.read_text()), str(self.config))
         changeable = set(TrainConfig.RESUMABLE_CHANGES)
         for section in ("train", "model", "dataset"):
             old, new = stored.get(section, {}), resolved.get(section, {})
@@ -94,3 +94,20 @@ class RunFolder:
     def write_log(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite ``log.csv`` atomically; columns are the rows' keys in first-seen order."""
         atomic_write_text(self.log, rows_to_csv(rows))
+
+
+def _current_spelling(stored: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``config.yaml`` of an older medtoken with its renamed keys spelled as today
+    (``train.patch_size`` -> ``train.roi_size``, SCD ``pruning.selection`` -> ``pruning.method``).
+    """
+    from medtoken.registry import family_config_class
+
+    stored = dict(stored)
+    stored["train"] = rename_nested(TrainConfig, stored.get("train") or {}, where, "train.")
+    model = stored.get("model") or {}
+    try:
+        model_cls = family_config_class(str(model.get("family")))
+    except InputError:  # an unknown family: compared as stored (and then refused)
+        return stored
+    stored["model"] = rename_nested(model_cls, model, where, "model.")
+    return stored

@@ -39,10 +39,10 @@ def _unravel(cell_idx: torch.Tensor, grid: Sequence[int]) -> list[torch.Tensor]:
     return coords[::-1]
 
 
-def candidate_boxes(spatial_size: Sequence[int], grids: Sequence[Sequence[int]],
+def candidate_boxes(roi_size: Sequence[int], grids: Sequence[Sequence[int]],
                     device: torch.device | str | None = None) -> torch.Tensor:
     """Boxes of all candidates, level by level: ``(N, 2 * d)``."""
-    return torch.cat([cell_boxes(spatial_size, g, device) for g in grids])
+    return torch.cat([cell_boxes(roi_size, g, device) for g in grids])
 
 
 def candidate_levels(grids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

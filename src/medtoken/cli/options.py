@@ -1,0 +1,49 @@
+"""Options shared by several commands, and old option spellings that keep working.
+
+``add_renamed(parser, "--roi-size", old=("--patch-size",), ...)`` adds one argument under both
+spellings: the old one stores into the same ``dest`` and logs a deprecation warning (once); only
+the new spelling shows in ``--help``, usage lines and error messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from medtoken.utils.deprecation import warn_renamed
+
+__all__ = ["add_out", "add_renamed"]
+
+
+class _RenamedStore(argparse._StoreAction):
+    """``store``, warning when the option was given under one of its ``old`` spellings."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, old: Sequence[str] = (),
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.old = tuple(old)
+        self.new = next(s for s in option_strings if s.startswith("--") and s not in self.old)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string in self.old:
+            warn_renamed(option_string, self.new)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_renamed(p: argparse.ArgumentParser, *names: str, old: Sequence[str],
+                **kwargs: Any) -> argparse.Action:
+    """Add the option ``names`` that also accepts the deprecated spellings ``old``."""
+    action = p.add_argument(*names, *old, action=_RenamedStore, old=old, **kwargs)
+    # The parser has registered every spelling for parsing; help, usage and the messages of
+    # argparse name an option by ``option_strings``, which keeps only the new ones.
+    action.option_strings = list(names)
+    return action
+
+
+def add_out(p: argparse.ArgumentParser, help: str, old: Sequence[str] = (),
+            **kwargs: Any) -> argparse.Action:
+    """``-o/--out``, the output option of every command (``old``: e.g. ``("--output",)``)."""
+    return add_renamed(p, "-o", "--out", old=old, help=help, **kwargs)
+
