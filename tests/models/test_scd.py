@@ -326,17 +326,24 @@ def test_mask_token_completion_ablation_ignores_pruned_tokens(name: str) -> None
 
 
 def test_selection_ablations() -> None:
-    topk = create_model("scd_test", **{"pruning.selection": "topk"}).train()
+    topk = create_model("scd_test", **{"pruning.method": "topk"}).train()
     x = _input(topk)
     a, b = topk.forward_with_aux(x).info, topk.forward_with_aux(x).info
     assert all(torch.equal(i, j) for i, j in zip(a["kept_token_idx"], b["kept_token_idx"],
                                                  strict=True))
-    random = create_model("scd_test", **{"pruning.selection": "random"})
+    random = create_model("scd_test", **{"pruning.method": "random"})
     assert random.needs_unused_parameter_search
     random(x).sum().backward()
     assert all(g is None for g in _score_grads(random))
     assert not create_model("scd_test").needs_unused_parameter_search
     assert not create_model("unetr_hippo").needs_unused_parameter_search
+
+
+def test_pruning_selection_is_an_old_name_of_pruning_method(deprecations) -> None:
+    old = get_config("scd_test", **{"pruning.selection": "topk"})
+    assert old == get_config("scd_test", **{"pruning.method": "topk"})
+    assert deprecations() == ["'pruning.selection' is deprecated; use 'pruning.method' (the old "
+                              "spelling will be removed in a future release)"]
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -378,7 +385,7 @@ def test_presets_build_with_dotted_overrides() -> None:
     ({"pruning.keep_ratio": 0.01}, "leaves no token"),
     ({"pruning.prune_after": (2, 1)}, "strictly increasing"),
     ({"pruning.prune_after": (4,)}, "below encoder.depth"),
-    ({"pruning.selection": "soft"}, "selection"),
+    ({"pruning.method": "soft"}, "pruning.method"),
     ({"pruning.temperature": 0.0}, "temperature"),
     ({"completion.mode": "none"}, "needs a completion"),
     ({"completion.embed_dim": 26, "completion.num_heads": 2}, "divisible by 6"),

@@ -157,3 +157,24 @@ def test_inference_overrides_change_the_config_and_keep_the_weights(tmp_path: Pa
         load_model_checkpoint(path, overrides={"embed_dim": 8})
     with pytest.raises(InputError, match="unknown key"):
         load_model_checkpoint(path, overrides={"selection.nope": 1})
+
+
+def test_checkpoint_with_the_old_pruning_selection_key_loads(tmp_path: Path,
+                                                              deprecations) -> None:
+    model = create_model("scd_test", **{"pruning.method": "random"}).eval()
+    old = to_dict(model.config)
+    old["pruning"] = {("selection" if k == "method" else k): v
+                      for k, v in old["pruning"].items()}  # as an older medtoken saved it
+    path = tmp_path / "scd.pt"
+    save_checkpoint(path, {"family": "scd", "model_config": old, "model": model.state_dict()})
+    loaded = load_model_checkpoint(path)
+    assert loaded.model.config == model.config and loaded.model.config.pruning.method == "random"
+    assert loaded.state["model_config"]["pruning"]["method"] == "random"  # today's spelling
+    assert "selection" not in loaded.state["model_config"]["pruning"]
+    assert any("'pruning.selection' is deprecated; use 'pruning.method'" in m
+               for m in deprecations())
+    x = torch.randn(1, 1, *model.config.roi_size)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.model(x), model(x))
+    again = load_model_checkpoint(path, overrides={"pruning.selection": "topk"})  # old --set key
+    assert again.model.config.pruning.method == "topk"

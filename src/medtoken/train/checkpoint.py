@@ -135,5 +135,7 @@ def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                              str(file))
         state = {**state, "model_config": to_dict(apply_overrides(cfg, overrides))}
     model = build_from_state(state, file).to(device).eval()
+    # the config as built: an older checkpoint's renamed keys in today's spelling
+    state = {**state, "model_config": to_dict(model.config)}
     return LoadedModel(model=model, state=state, path=file)
 

@@ -86,26 +86,29 @@ class PruningConfig:
         keep_ratio: fraction of the alive patch tokens kept at each stage (it compounds). The
             paper's prune ratio ``ρ`` (``tp_ratio``) is ``1 - keep_ratio``; counts follow its rule
             ``floor(n · (1 − ρ))`` in float64 (:func:`medtoken.tokens.topk.keep_count`).
-        selection: ``"gumbel"`` (STP: Gumbel top-k in training, top-k at inference), ``"topk"``
-            (ablation: deterministic top-k in training too) or ``"random"`` (ablation: random
-            tokens; the score networks are then unused).
+        method: how tokens are selected: ``"gumbel"`` (STP: Gumbel top-k in training, top-k at
+            inference), ``"topk"`` (ablation: deterministic top-k in training too) or
+            ``"random"`` (ablation: random tokens; the score networks are then unused). Was
+            ``selection`` (still accepted, with a deprecation warning, in overrides and old
+            checkpoints).
         temperature: ``τ`` of the straight-through softmax.
-        seed: seed of the fixed eval-mode draw when ``selection="random"``.
+        seed: seed of the fixed eval-mode draw when ``method="random"``.
     """
 
     prune_after: tuple[int, ...] = ()
     keep_ratio: float = 1.0
-    selection: str = "gumbel"
+    method: str = "gumbel"
     temperature: float = 1.0
     seed: int = 0
+    RENAMED: ClassVar[dict[str, str]] = {"selection": "method"}  # old name -> new
 
     def __post_init__(self) -> None:
         _check_blocks("pruning.prune_after", self.prune_after)
         if not 0.0 < self.keep_ratio <= 1.0:
             raise ValueError(f"pruning.keep_ratio must be in (0, 1], got {self.keep_ratio}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"pruning.selection must be one of {SELECTIONS}, got "
-                             f"'{self.selection}'")
+        if self.method not in SELECTIONS:
+            raise ValueError(f"pruning.method must be one of {SELECTIONS}, got "
+                             f"'{self.method}'")
         if self.temperature <= 0:
             raise ValueError(f"pruning.temperature must be > 0, got {self.temperature}")
 
@@ -193,7 +196,7 @@ class SCDConfig(ModelConfig):
         p = self.pruning
         if not p.prune_after:
             return {}
-        random = p.selection == "random"
+        random = p.method == "random"
         return {"token_selection": ("fixed-seed random draw" if random
                                     else "deterministic top-k of the score network (eval mode)"),
                 "keep_ratio": p.keep_ratio, "prune_after": list(p.prune_after)}

@@ -79,7 +79,7 @@ class ViTEncoder(nn.Module):
                              norm_eps=_NORM_EPS) for r in rates)
         self.stage_of_block = {b: s for s, b in enumerate(pruning.prune_after)}
         self.pruners = nn.ModuleList(
-            TokenPruner(dim, pruning.keep_ratio, selection=pruning.selection,
+            TokenPruner(dim, pruning.keep_ratio, selection=pruning.method,
                         temperature=pruning.temperature,
                         num_prefix_tokens=self.num_prefix_tokens, seed=pruning.seed)
             for _ in pruning.prune_after)

@@ -61,7 +61,7 @@ class SCD(SegmentationModel):
     @property
     def needs_unused_parameter_search(self) -> bool:
         """Only random selection leaves parameters (the score networks) without gradient."""
-        return bool(self.config.pruning.prune_after) and self.config.pruning.selection == "random"
+        return bool(self.config.pruning.prune_after) and self.config.pruning.method == "random"
 
     def _token_map(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, L, C)`` raster-ordered tokens → ``(B, C, *G)``."""
