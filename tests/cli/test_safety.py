@@ -87,7 +87,7 @@ def test_evaluate_refuses_an_output_that_could_be_a_label_file(
     target = data / "labelsTr" / "case_000.nii.gz"
     assert main(["evaluate", "--gt", str(data / "labelsTr"), "--pred", str(data / "labelsTr"),
                  "-o", str(target)]) == 2
-    assert "--output: must name a .json file" in capsys.readouterr().err
+    assert "--out: must name a .json file" in capsys.readouterr().err
     assert _hashes(data) == before
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from medtoken.cli.options import add_out
+
 _DEFAULT_OUT = "benchmark-results"
 
 
@@ -50,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, N forwards per model with the time split by top-level "
                    "submodule (where the time goes; default: 0 = off)")
-    p.add_argument("--out", default=_DEFAULT_OUT, metavar="DIR",
-                   help=f"folder for results.json/.csv/.md and charts (default: {_DEFAULT_OUT})")
+    add_out(p, f"folder for results.json/.csv/.md and charts (default: {_DEFAULT_OUT})",
+            default=_DEFAULT_OUT, metavar="DIR")
 
 
 def command_line(args: argparse.Namespace) -> str:

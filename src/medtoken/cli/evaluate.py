@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from medtoken.cli.options import add_out
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", required=True, help="folder of reference label files")
     p.add_argument("--pred", required=True, help="folder of predicted label files")
-    p.add_argument("-o", "--output", help="summary .json path (default: PRED/summary.json); "
-                   "the per-case CSV goes beside it")
+    add_out(p, "summary .json path (default: PRED/summary.json); the per-case CSV goes "
+            "beside it", old=("--output",))
     p.add_argument("--labels", type=int, nargs="+", help="labels to score (default: all found)")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, metavar="MM",
                    help="NSD tolerance in mm")
@@ -21,12 +23,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nsd_tolerance < 0:
         raise InputError("--nsd-tolerance", f"must be >= 0, got {args.nsd_tolerance}")
-    if args.output is not None and not args.output.lower().endswith(".json"):
+    if args.out is not None and not args.out.lower().endswith(".json"):
         # the summary (and the CSV beside it) must never land on a label file of --gt/--pred
-        raise InputError("--output", f"must name a .json file (the CSV is written beside it), "
-                         f"got {args.output}")
+        raise InputError("--out", f"must name a .json file (the CSV is written beside it), "
+                         f"got {args.out}")
     summary = evaluate_folder(args.gt, args.pred, labels=args.labels,
-                              nsd_tolerance_mm=args.nsd_tolerance, output=args.output)
+                              nsd_tolerance_mm=args.nsd_tolerance, output=args.out)
     print(format_summary(summary))
     return 0
 

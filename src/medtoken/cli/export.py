@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medtoken.cli.options import add_out
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run folder or checkpoint file")
     p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
-    p.add_argument("-o", "--output", required=True,
-                   help="model file to write; the sidecar goes to OUTPUT.json")
+    add_out(p, "model file to write; the sidecar goes to OUT.json", old=("--output",),
+            required=True)
     p.add_argument("--dynamic-batch", action="store_true",
                    help="free batch axis (default: batch 1)")
     p.add_argument("--verify", action="store_true",
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.export import ExportOptions, export_model
     from medtoken.export.onnx import DEFAULT_OPSET
 
-    options = ExportOptions(model=Path(args.model), output=Path(args.output), format=args.format,
+    options = ExportOptions(model=Path(args.model), output=Path(args.out), format=args.format,
                             dynamic_batch=args.dynamic_batch, verify=args.verify,
                             benchmark=args.benchmark, threads=args.threads,
                             exporter=args.exporter, opset=args.opset or DEFAULT_OPSET)

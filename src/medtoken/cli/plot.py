@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from medtoken.cli.options import add_out
 from medtoken.utils.errors import InputError
 
 
 def _add_out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="PNG to write")
+    add_out(p, "PNG to write", required=True, metavar="OUT.png")
 
 
 def _add_overlay(p: argparse.ArgumentParser) -> None:

@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from medtoken.cli.options import add_out
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, nargs="+", metavar="RUN",
                    help="run folder, checkpoint file, or exported model (.onnx with its sidecar);"
                    " several (or a folder of fold_N runs) are an ensemble: softmax averaged")
     p.add_argument("-i", "--input", required=True, help="image file or folder")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    add_out(p, "output folder", old=("--output",), required=True)
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0..1)")
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs")
     p.add_argument("--device", default="auto", help="where windows run: auto, cpu or cuda")
@@ -69,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     cases = list_input_cases(args.input, members[0].model.in_channels)
     if not cases:
         raise InputError(args.input, "no images found")
-    report = predict_cases(members, cases, Path(args.output), options,
+    report = predict_cases(members, cases, Path(args.out), options,
                            skip_existing=args.skip_existing, postprocess=plan)
-    print(f"wrote {len(report.written)} prediction(s) to {args.output}"
+    print(f"wrote {len(report.written)} prediction(s) to {args.out}"
           + (f", kept {len(report.skipped)} existing" if report.skipped else ""))
     if report.failed:
         names = ", ".join(case_id for case_id, _ in report.failed)

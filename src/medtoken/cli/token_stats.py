@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from medtoken.cli.options import add_out
 from medtoken.utils.errors import InputError
 
 
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: 2)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="inference-time model overrides, e.g. selection.num_selected=50")
-    p.add_argument("-o", "--out", required=True, metavar="REPORT.json", help="JSON to write")
+    add_out(p, "JSON to write", required=True, metavar="REPORT.json")
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

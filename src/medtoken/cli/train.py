@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from medtoken.cli.options import add_renamed
+from medtoken.cli.options import add_out, add_renamed
 from medtoken.config import from_dict, parse_set_args, rename_keys
 from medtoken.train.config import AMP_DTYPES, TrainConfig
 
@@ -19,7 +19,7 @@ TRAIN_PREFIX = "train."
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (MSD, nnU-Net raw or 2D)")
     p.add_argument("--model", required=True, help="model preset (see `medtoken models`)")
-    p.add_argument("--out", required=True, help="run folder to create")
+    add_out(p, "run folder to create", required=True)
     p.add_argument("--fold", default="0", help="0-4 (nnU-Net 5-fold split) or 'all'")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget")
