@@ -17,8 +17,9 @@ COMMANDS = {
     "benchmark": ["benchmark", "--models", "unet3d", "--input-size", "1,1,8,8,8"],
     "plot": ["plot", "curves", "--run", "r"],
     "token-stats": ["token-stats", "--model", "m"],
+    "postprocess": ["postprocess", "-i", "in", "--plan", "p.json"],
 }
-HAD_OUTPUT = ("predict", "export", "evaluate")  # spelled -o/--output before
+HAD_OUTPUT = ("predict", "export", "evaluate", "postprocess")  # spelled -o/--output before
 
 
 @pytest.mark.parametrize("command", COMMANDS)

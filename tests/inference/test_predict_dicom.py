@@ -22,7 +22,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = make_synthetic_dataset(root / "data", num_cases=5, seed=3)
     run = root / "run"
     assert main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
-                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--patch-size", "16",
+                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16",
                  "16", "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1",
                  "train.warmup_steps=1"]) == 0
     return data, run

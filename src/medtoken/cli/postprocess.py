@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from medtoken.cli.options import add_out
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, help="folder of label files")
-    p.add_argument("-o", "--out", "--output", dest="out", required=True,
-                   help="output folder (not the input folder)")
+    add_out(p, "output folder (not the input folder)", old=("--output",), required=True)
     p.add_argument("--plan", required=True,
                    help="postprocessing.json from `medtoken determine-postprocessing` (or "
                    "nnUNetv2_determine_postprocessing)")
