@@ -18,8 +18,9 @@ COMMANDS = {
     "plot": ["plot", "curves", "--run", "r"],
     "token-stats": ["token-stats", "--model", "m"],
     "postprocess": ["postprocess", "-i", "in", "--plan", "p.json"],
+    "plan": ["plan", "data"],
 }
-HAD_OUTPUT = ("predict", "export", "evaluate", "postprocess")  # spelled -o/--output before
+HAD_OUTPUT = ("predict", "export", "evaluate", "postprocess", "plan")  # spelled -o/--output before
 
 
 @pytest.mark.parametrize("command", COMMANDS)

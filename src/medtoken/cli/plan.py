@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medtoken.cli.options import add_out
 from medtoken.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -15,8 +16,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="DATA", help="dataset folder (MSD, nnU-Net raw or 2D folder)")
-    p.add_argument("-o", "--out", "--output", dest="out", metavar="PLANS.json",
-                   help="plans file to write (default: print the plans to stdout)")
+    add_out(p, "plans file to write (default: print the plans to stdout)", old=("--output",),
+            metavar="PLANS.json")
     p.add_argument("--fingerprint", metavar="FINGERPRINT.json",
                    help="also write nnU-Net's dataset_fingerprint.json here")
     p.add_argument("--foreground-samples", type=float, default=10e7, metavar="N",
