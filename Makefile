@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[dev,export,itk]"
+	$(PIP) install -q --no-deps "dynamic_network_architectures>=0.4.4,<0.5"  # nnunet family
 	touch $@
 
 demo: setup

@@ -2,7 +2,8 @@
 
 - ``infer``: ``eval()`` + ``torch.inference_mode()``, one forward of the batch as given;
 - ``train``: ``train()``, forward + backward + AdamW step with the loss the training loop uses
-  (MONAI DiceCE on the logits + ``sum(forward_with_aux(x, y).losses.values())``);
+  (MONAI DiceCE on the logits + ``sum(forward_with_aux(x, y).losses.values())``, or those
+  losses alone for a model that ``computes_segmentation_loss``, e.g. nnU-Net's);
 - ``volume``: whole-case sliding-window prediction (Gaussian blending, softmax, argmax and the
   copy of the labels back to the host) of one normalised case already in memory, so that reading
   files is not timed. The number a user waits for per case, minus the file I/O.
@@ -132,13 +133,12 @@ def _infer_workload(model: Any, x: torch.Tensor, amp: bool) -> Workload:
 
 
 def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool) -> Workload:
-    from monai.losses import DiceCELoss
-
+    from medtoken.models.losses import segmentation_loss_for
     from medtoken.train.optim import build_optimizer
 
     model.train()
     optimizer = build_optimizer(model, TRAIN_LR, TRAIN_WEIGHT_DECAY)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    loss_fn = segmentation_loss_for(model)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and x.device.type == "cuda")
 
     def step(_index: int) -> None:

@@ -2,6 +2,7 @@
 
 from medtoken.models import (
     baselines,  # noqa: F401
+    nnunet,  # noqa: F401
     probes,  # noqa: F401
     scd,  # noqa: F401
     tmunet,  # noqa: F401

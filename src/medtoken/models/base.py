@@ -4,7 +4,8 @@ Training, inference, benchmarking and export rely only on what is here:
 
 - ``forward(x)`` maps ``(B, in_channels, *S)`` to logits ``(B, num_classes, *S)``;
 - ``forward_with_aux(x)`` also returns auxiliary losses (VQ commitment, ...) and diagnostics
-  (kept-token indices, ...), which the training loop adds to the segmentation loss;
+  (kept-token indices, ...), which the training loop adds to the segmentation loss (or which
+  are the whole loss, when ``computes_segmentation_loss``);
 - ``SegOutput.tokens`` is the model's :class:`TokenSelection` (which tokens it kept, as voxel
   boxes) for token models, ``None`` for dense ones; plots and token statistics read only that;
 - ``config`` is the frozen config the model was built from (stored in checkpoints); it names the
@@ -155,6 +156,12 @@ class SegmentationModel(nn.Module):
     @property
     def needs_unused_parameter_search(self) -> bool:
         """True when some parameters may get no gradient in a step (DDP must be told)."""
+        return False
+
+    @property
+    def computes_segmentation_loss(self) -> bool:
+        """True when ``forward_with_aux(x, target)`` returns the whole segmentation loss in its
+        ``losses`` (nnU-Net's deep supervision); training then adds no DiceCE of its own."""
         return False
 
     def on_epoch_end(self) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """``fit``: train a model on a dataset fold into a run folder.
 
-AdamW, warm-up + cosine (over the step or time budget), DiceCE (+ the model's auxiliary losses),
+AdamW, warm-up + cosine (over the step or time budget), DiceCE (+ the model's auxiliary losses;
+nnU-Net's models bring their own deep-supervision loss instead),
 gradient clipping, optional AMP, gradient accumulation, optional activation checkpointing,
 validation on whole cases with sliding-window inference, atomic checkpoints, resumable to the
 exact batch sequence, SIGINT/SIGTERM stop with a checkpoint. Under ``torchrun`` the same code
@@ -23,12 +24,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
 
 from medtoken.config import to_dict
 from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
+from medtoken.models.losses import segmentation_loss_for
 from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
 from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
@@ -257,8 +258,7 @@ class _Trainer:
         self.val_cases, self.has_val = val_cases, has_val  # this rank's share; any rank has some
         self.sampler = PatchSampler(train_cases, model.config.roi_size, cfg.batch_size, cfg.seed,
                                     rank=dist.rank, foreground_ratio=cfg.foreground_ratio)
-        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
-                                  batch=True)
+        self.loss_fn = segmentation_loss_for(model)
         self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
         self.schedule = ProgressSchedule(
             self.optimizer, cfg.lr, cfg.total_steps,

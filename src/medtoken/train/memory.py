@@ -116,7 +116,7 @@ def _state_kept(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
 def saved_activation_bytes(model: Any, roi_size: Sequence[int], device: torch.device,
                            batch_size: int = 1,
                            amp_dtype: torch.dtype | None = None) -> tuple[int, int]:
-    """Bytes autograd saves for the backward pass of one forward + DiceCE loss.
+    """Bytes autograd saves for the backward pass of one forward + the training loss.
 
     The input ``(batch_size, in_channels, *roi_size)`` and labels are random; parameters,
     buffers and the batch itself are not counted; every storage is counted once.
@@ -124,10 +124,9 @@ def saved_activation_bytes(model: Any, roi_size: Sequence[int], device: torch.de
     Returns:
         ``(total, largest)``: all saved bytes, and those of the largest saved storage.
     """
-    from monai.losses import DiceCELoss
+    from medtoken.models.losses import segmentation_loss_for
 
-    # the training loop's loss (medtoken.train.fit), which also saves tensors
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    loss_fn = segmentation_loss_for(model)  # the training loop's, which also saves tensors
     seen: dict[int, int] = {}
     # whatever the caller's grad mode, the probe needs autograd to record what it saves
     with _state_kept(model, device), torch.inference_mode(False), torch.enable_grad():
