@@ -59,7 +59,7 @@ USER_ERRORS: list[tuple[str, Argv, tuple[str, ...]]] = [
                                      "--out", str(t / "r")],
      ("--model", "unknown model preset 'unetr_btvc'", "valid presets: unetr_btcv, ")),
     ("unknown preset to show", lambda d, t: ["models", "--show", "unet_3d"],
-     ("unknown model preset 'unet_3d'", "valid presets: unet3d, unet2d, ")),
+     ("unknown model preset 'unet_3d'", "valid presets: unet3d, ", "unet2d, ")),
     ("missing data", lambda d, t: _train_argv(t / "no_such_data", t / "r"),
      ("no_such_data", "dataset folder not found")),
     ("bad model --set key", lambda d, t: _train_argv(d, t / "r", "chanels=[4,8]"),

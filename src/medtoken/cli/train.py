@@ -27,9 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_renamed(p, "--roi-size", old=("--patch-size",), type=int, nargs="+", metavar="N",
                 help="training patch = the model's sliding window (default: from the dataset, "
                 "capped by the preset)")
-    p.add_argument("--batch-size", type=int, help="patches per micro-batch and process")
+    p.add_argument("--batch-size", type=int, help="patches per micro-batch and process "
+                   "(default: the plan's for nnunet models, else 2)")
     p.add_argument("--accumulate", type=int, metavar="N",
                    help="micro-batches per optimiser step (gradient accumulation)")
+    p.add_argument("--plans", metavar="FILE",
+                   help="nnUNetPlans.json to build and train an nnunet model from (default: "
+                   "planned from the dataset; docs/nnunet.md)")
+    p.add_argument("--configuration", choices=("3d_fullres", "2d"),
+                   help="plan configuration (default: 3d_fullres for 3D data, 2d for 2D)")
+    p.add_argument("--spacing", metavar="plan|native|X,Y,Z",
+                   help="resample cases to the plan's target spacing, not at all, or to X,Y,Z mm "
+                   "per array axis (default: plan for nnunet models, else native)")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -60,7 +69,8 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
              "roi_size": args.roi_size, "batch_size": args.batch_size, "lr": args.lr,
              "seed": args.seed, "amp": True if args.amp else None, "amp_dtype": args.amp,
              "grad_checkpointing": args.grad_checkpointing or None,
-             "accumulate": args.accumulate}
+             "accumulate": args.accumulate, "plans": args.plans,
+             "configuration": args.configuration, "spacing": args.spacing}
     values = {**train_keys, **{k: v for k, v in flags.items() if v is not None}}
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
 

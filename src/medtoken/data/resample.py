@@ -23,9 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from medtoken.utils.errors import InputError
+
 __all__ = [
     "ANISOTROPY_THRESHOLD",
     "new_shape_for",
+    "parse_spacing",
     "resample_image",
     "resample_label",
     "resample_probabilities",
@@ -136,3 +139,18 @@ def resample_probabilities(probs: np.ndarray, shape: Sequence[int], spacing: Seq
     does to a prediction before the argmax that gives the labels in the input's geometry."""
     return _resample(probs, tuple(int(n) for n in shape), spacing, target_spacing,
                      is_seg=False, order=1)
+
+
+def parse_spacing(option: str, spatial_dims: int) -> str | tuple[float, ...]:
+    """``--spacing``: ``"auto"``, ``"plan"``, ``"native"``, or ``X,Y,Z`` (mm per array axis)
+    returned as a tuple of ``spatial_dims`` positive numbers."""
+    if option in ("auto", "plan", "native"):
+        return option
+    try:
+        values = tuple(float(v) for v in option.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != spatial_dims or not all(v > 0 for v in values):
+        raise InputError("--spacing", f"expected plan, native or {spatial_dims} positive "
+                         f"comma-separated numbers, got '{option}'")
+    return values

@@ -139,7 +139,8 @@ def load_exported(path: str | Path, device: torch.device | None = None,
     model = ExportedModel(path, sidecar, threads=threads, device=device)
     dataset = {"normalization": sidecar["normalization"], "labels": sidecar["labels"],
                "channel_names": sidecar.get("channel_names"),
-               "file_ending": sidecar["file_ending"], "spatial_dims": sidecar["spatial_dims"]}
+               "file_ending": sidecar["file_ending"], "spatial_dims": sidecar["spatial_dims"],
+               "target_spacing": sidecar.get("target_spacing")}
     state = {"family": sidecar.get("family"), "preset": sidecar.get("preset"),
              "model_config": sidecar.get("model_config"), "dataset": dataset}
     return LoadedModel(model=model, state=state, path=path)

@@ -9,7 +9,10 @@ selection is baked in) plus the verification and timing results. Version 1 layou
      "batch_size", "opset", "exporter", "family", "preset", "spatial_dims", "in_channels",
      "num_classes", "roi_size", "spacing", "default_overlap", "normalization", "channel_names",
      "labels", "file_ending", "dataset_root", "variant", "model_config", "source", "versions",
-     "verification", "benchmark"}
+     "verification", "benchmark", "target_spacing"}
+
+``target_spacing`` (optional; ``null`` or absent: none) is the spacing the model was trained at,
+which prediction resamples each case to (an nnunet plan's).
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def build_sidecar(state: dict[str, Any], model_file: Path, facts: ExportFacts,
         "normalization": dataset.get("normalization"),
         "channel_names": dataset.get("channel_names"), "labels": dataset.get("labels"),
         "file_ending": dataset.get("file_ending", ".nii.gz"),
-        "dataset_root": dataset.get("root"),
+        "dataset_root": dataset.get("root"), "target_spacing": dataset.get("target_spacing"),
         "variant": variant_notes(state["family"], cfg), "model_config": cfg,
         "source": {"checkpoint": str(source), "epoch": state.get("epoch"),
                    "step": state.get("step")},

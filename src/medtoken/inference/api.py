@@ -62,8 +62,10 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
         image: ``(C, *S)`` array (``(*S)`` for one channel) in the axis order medtoken's readers
             give: a NIfTI volume stored as ``(X, Y, Z)`` is ``(C, X, Y, Z)``, a PNG of H rows
             and W columns ``(C, H, W)``; or a path to an image file (read that way).
-        spacing: mm per spatial axis of an array. Checked, and kept for models that resample
-            to a plan's spacing; today's models predict on the image's own grid.
+        spacing: mm per spatial axis of an array (a path gives its own). A model trained at a
+            target spacing (an nnunet plan's) predicts the image resampled to it and returns
+            labels in the image's shape; an array without ``spacing`` is predicted on its own
+            grid.
         device: ``auto``, ``cpu`` or ``cuda`` for the windows (exported models: CPU unless
             told).
         return_probabilities: also return the probabilities ``(K, *S)``.
@@ -82,9 +84,11 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
     members = _members(model_or_run, window_device,
                        None if device == "auto" else window_device)
     model = members[0].model
+    image_spacing = spacing
     if isinstance(image, str | os.PathLike):
         array, meta = read_image(Path(image))
         where = str(image)
+        image_spacing = image_spacing or meta.spacing
         if meta.spatial_dims != model.spatial_dims:
             raise InputError(image, f"is {meta.spatial_dims}D; the model is "
                              f"{model.spatial_dims}D")
@@ -96,7 +100,8 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
         raise InputError("spacing", f"needs {model.spatial_dims} positive values, got "
                          f"{tuple(spacing)}")
     opts = PredictOptions(save_probabilities=return_probabilities, **options)
-    labels, probabilities = predict_array(members, array, opts, where=where)
+    labels, probabilities = predict_array(members, array, opts, where=where,
+                                          image_spacing=image_spacing)
     if return_probabilities:
         assert probabilities is not None
         return labels, probabilities

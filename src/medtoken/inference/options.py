@@ -34,6 +34,10 @@ class PredictOptions:
         probabilities_dtype: ``"float16"`` or ``"float32"`` (``--probabilities-dtype``).
         force_memory: predict even when the estimate exceeds the memory (``--force-memory``).
         progress: progress bars on a terminal (off with ``--no-progress``).
+        spacing: ``"plan"`` (the spacing the model was trained at, the checkpoint's
+            ``target_spacing``; none for models trained on native spacing), ``"native"`` (each
+            input's own) or ``"X,Y,Z"`` mm per array axis (``--spacing``); outputs always keep
+            the input's geometry.
     """
 
     overlap: float = 0.5
@@ -46,6 +50,7 @@ class PredictOptions:
     probabilities_dtype: str = "float16"
     force_memory: bool = False
     progress: bool = False
+    spacing: str = "plan"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:

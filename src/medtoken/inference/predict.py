@@ -5,13 +5,18 @@ smallest integer type, same shape and affine/spacing as the input; with ``save_p
 also ``{case}.npz`` holding ``probabilities`` ``(K, *S)`` (nnU-Net's convention). A case that
 cannot be read, or whose estimated memory does not fit, is reported and skipped; the others are
 still predicted. See docs/inference.md for stitching, devices and the memory estimate.
+
+A model trained at a target spacing (the checkpoint's ``dataset["target_spacing"]``, e.g. an
+nnunet plan's) predicts each case resampled to it (``options.spacing``, ``--spacing``), and the
+class probabilities are resampled back to the case's own shape before the argmax (nnU-Net's
+export: order 1, separate z when anisotropic); a case already at that spacing is not resampled.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,12 @@ import torch
 from medtoken.data.datasets import Case
 from medtoken.data.io import ImageMeta, read_image, write_label
 from medtoken.data.preprocess import NormalizationPlan, normalize
+from medtoken.data.resample import (
+    new_shape_for,
+    parse_spacing,
+    resample_image,
+    resample_probabilities,
+)
 from medtoken.inference.memory import (
     CaseEstimate,
     check_case_fits,
@@ -38,7 +49,7 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory
 
 __all__ = ["PredictOptions", "PredictReport", "check_output_folder", "check_postprocessing",
-           "predict_array", "predict_cases", "window_progress"]
+           "predict_array", "predict_cases", "target_spacing_for", "window_progress"]
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_WINDOWS = 32  # a case with fewer windows gets no window progress bar
@@ -94,6 +105,43 @@ def _normalised(members: Sequence[LoadedModel], image: np.ndarray) -> list[torch
             copies[key] = torch.from_numpy(normalize(image, plan))
         out.append(copies[key])
     return out
+
+
+def target_spacing_for(models: LoadedModel | Sequence[LoadedModel],
+                       option: str = "plan") -> tuple[float, ...] | None:
+    """The spacing to predict at for ``--spacing``: ``plan`` (the one the models were trained
+    at, ``None`` if they were trained on native spacing), ``native`` (``None``) or ``X,Y,Z``.
+
+    Raises:
+        InputError: a malformed ``--spacing``, or ensemble members trained at different
+            spacings (with ``plan``).
+    """
+    members = _as_list(models)
+    choice = parse_spacing(option, members[0].model.spatial_dims)
+    if isinstance(choice, tuple):
+        return choice
+    if choice == "native":
+        return None
+    stored = {tuple(float(v) for v in m.dataset.get("target_spacing") or ()) for m in members}
+    if len(stored) > 1:
+        raise InputError("--model", f"the models were trained at different spacings "
+                         f"({', '.join(str(s or 'native') for s in sorted(stored))}); predict "
+                         "with --spacing native or X,Y,Z")
+    spacing = stored.pop()
+    return spacing or None
+
+
+def _grid(shape: tuple[int, ...], image_spacing: Sequence[float] | None,
+          target: Sequence[float] | None) -> tuple[int, ...]:
+    """The spatial shape the network predicts on: ``shape`` at ``target`` spacing."""
+    if image_spacing is None or target is None:
+        return shape
+    return new_shape_for(shape, image_spacing, target)
+
+
+def _resampling(options: PredictOptions) -> PredictOptions:
+    """Options of a resampled case: the probabilities are kept (float32) to go back."""
+    return replace(options, save_probabilities=True, probabilities_dtype="float32")
 
 
 def _window_devices(members: Sequence[LoadedModel]) -> torch.device:
@@ -153,12 +201,16 @@ def _predict_full(members: Sequence[LoadedModel], images: Sequence[torch.Tensor]
 
 def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray,
                   options: PredictOptions | None = None, estimate: CaseEstimate | None = None,
-                  where: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+                  where: str = "image", image_spacing: Sequence[float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels ``(*S)`` (and, if ``options.save_probabilities``, probabilities ``(K, *S)``) for a
     raw image ``(C, *S)``, normalised here with each member's stored plan.
 
     Each member is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export with
-    a fixed batch axis gets exactly ``max_batch_size`` windows per call.
+    a fixed batch axis gets exactly ``max_batch_size`` windows per call. Given the image's own
+    ``image_spacing`` and a target spacing (:func:`target_spacing_for` of ``options.spacing``),
+    the network sees the image resampled to it, and labels and probabilities come back in the
+    image's shape; ``estimate`` is then that of the resampled grid.
 
     Raises:
         InputError: at ``where``, when the estimated peak does not fit (unless
@@ -167,12 +219,33 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
     members = _as_list(models)
     options = options or PredictOptions()
     shape = tuple(image.shape[1:])
+    target = target_spacing_for(members, options.spacing) if image_spacing is not None else None
+    grid = _grid(shape, image_spacing, target)
+    normalised = _normalised(members, image)
+    if grid == shape:  # native, or already at the target spacing: not resampled at all
+        return _predict_grid(members, normalised, grid, options, estimate, where)
+    assert image_spacing is not None and target is not None
+    resampled = {id(x): torch.from_numpy(resample_image(x.numpy(), image_spacing, target))
+                 for x in normalised}  # (C, *S') once per normalisation plan
+    images = [resampled[id(x)] for x in normalised]
+    _, probs = _predict_grid(members, images, grid, _resampling(options), estimate, where)
+    assert probs is not None
+    back = resample_probabilities(probs, shape, target, image_spacing)  # (K, *S)
+    labels = back.argmax(0).astype(label_dtype(members[0].model.num_classes))
+    return labels, back.astype(options.probabilities_dtype) if options.save_probabilities \
+        else None
+
+
+def _predict_grid(members: Sequence[LoadedModel], images: Sequence[torch.Tensor],
+                  shape: tuple[int, ...], options: PredictOptions,
+                  estimate: CaseEstimate | None, where: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_array` on the grid the network sees: ``images`` ``(C, *shape)``."""
     window_device = _window_devices(members)
     estimate = estimate or estimate_for(members, shape, options)
     accumulate = _accumulate_device(options, estimate, window_device)
     if not options.force_memory:
         check_case_fits(estimate, where, window_device, accumulate)
-    images = _normalised(members, image)
     k = members[0].model.num_classes
     if options.stitching == "full":
         probs = _predict_full(members, images, options, accumulate)[0]  # (K, *S)
@@ -264,6 +337,7 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
     check_output_folder(out, cases)
     out.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
+    target = target_spacing_for(members, options.spacing)
     windows: list[int] | None = None  # probed once, on the first case
     iterator: Sequence[Case] = cases
     if options.progress and len(cases) > 1:
@@ -283,8 +357,11 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
             if windows is None:
                 windows = [window_bytes(m.model, _roi(m.model), _batch(m.model, options)[0],
                                         _device_of(m.model)) for m in members]
-            estimate = estimate_for(members, meta.spatial_shape, options, windows)
-            labels, probs = predict_array(members, image, options, estimate, str(case.images[0]))
+            grid = _grid(meta.spatial_shape, meta.spacing, target)
+            estimate = estimate_for(members, grid, options if grid == meta.spatial_shape
+                                    else _resampling(options), windows)
+            labels, probs = predict_array(members, image, options, estimate, str(case.images[0]),
+                                          image_spacing=meta.spacing)
             del image
             if postprocess is not None:
                 labels = apply_postprocessing(labels, postprocess)

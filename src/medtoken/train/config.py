@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-__all__ = ["AMP_DTYPES", "TrainConfig"]
+__all__ = ["AMP_DTYPES", "DEFAULT_BATCH_SIZE", "TrainConfig"]
 
 AMP_DTYPES = ("auto", "fp16", "bf16")
+DEFAULT_BATCH_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ class TrainConfig:
             pass twice per step).
         accumulate: micro-batches whose gradients are summed (loss scaled by ``1/accumulate``)
             before each optimiser step.
+        batch_size: patches per micro-batch; ``None``: the plan's for the nnunet models, else
+            ``DEFAULT_BATCH_SIZE`` (``fit`` records the value it used).
+        plans: an ``nnUNetPlans.json`` to train an nnunet model from (default: planned from
+            the dataset).
+        configuration: the plan configuration, ``3d_fullres`` or ``2d`` (default: by the
+            dataset's dimensionality).
+        spacing: resampling of the cases: ``auto`` (the plan's target spacing for the nnunet
+            models, else none), ``plan``, ``native`` (none) or ``X,Y,Z`` in mm per array axis.
     """
 
     data: str = ""
@@ -43,7 +52,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     roi_size: tuple[int, ...] | None = None
-    batch_size: int = 2
+    batch_size: int | None = None
     lr: float = 1e-3
     weight_decay: float = 3e-5
     warmup_steps: int = 50
@@ -56,10 +65,13 @@ class TrainConfig:
     amp_dtype: str = "auto"
     grad_checkpointing: bool = False
     accumulate: int = 1
+    plans: str | None = None
+    configuration: str | None = None
+    spacing: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "accumulate"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
@@ -74,6 +86,11 @@ class TrainConfig:
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got "
                              f"'{self.amp_dtype}'")
+
+    @property
+    def micro_batch_size(self) -> int:
+        """``batch_size``, or ``DEFAULT_BATCH_SIZE`` when it is not set (nor resolved)."""
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH_SIZE
 
     @property
     def total_steps(self) -> int:

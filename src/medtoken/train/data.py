@@ -16,6 +16,7 @@ import torch
 from medtoken.data.datasets import DatasetInfo
 from medtoken.data.io import ImageMeta, read_image, read_label
 from medtoken.data.preprocess import NormalizationPlan, normalize
+from medtoken.data.resample import resample_image, resample_label
 from medtoken.data.transforms import build_train_transforms
 from medtoken.utils.errors import InputError
 
@@ -24,17 +25,23 @@ __all__ = ["LoadedCase", "PatchSampler", "derive_roi_size", "load_cases"]
 
 @dataclass
 class LoadedCase:
-    """A normalised case held in memory."""
+    """A normalised case held in memory.
+
+    ``meta`` is the file's geometry; ``spacing`` is that of the arrays held (the target spacing
+    when the case was resampled, else ``meta.spacing``).
+    """
 
     case_id: str
     image: np.ndarray  # (C, *S) float32, normalised
     label: np.ndarray  # (1, *S) int16
     meta: ImageMeta
+    spacing: tuple[float, ...]
 
 
-def load_cases(info: DatasetInfo, case_ids: Sequence[str],
-               plan: NormalizationPlan) -> list[LoadedCase]:
-    """Read, check and normalise the listed cases."""
+def load_cases(info: DatasetInfo, case_ids: Sequence[str], plan: NormalizationPlan,
+               target_spacing: Sequence[float] | None = None) -> list[LoadedCase]:
+    """Read, check and normalise the listed cases; resample them to ``target_spacing`` if given
+    (normalised first, as nnU-Net does; a case already at that spacing is kept as read)."""
     cases = []
     for case_id in case_ids:
         case = info.case(case_id)
@@ -47,8 +54,13 @@ def load_cases(info: DatasetInfo, case_ids: Sequence[str],
                              f"{image.shape[1:]}")
         if not np.isfinite(image).all():
             raise InputError(case.images[0], "image contains NaN or Inf values")
-        cases.append(LoadedCase(case_id, normalize(image, plan), label[None].astype(np.int16),
-                                meta))
+        x, y = normalize(image, plan), label[None].astype(np.int16)
+        spacing = meta.spacing
+        if target_spacing is not None:
+            x = resample_image(x, meta.spacing, target_spacing)
+            y = resample_label(y, meta.spacing, target_spacing)
+            spacing = tuple(float(s) for s in target_spacing)
+        cases.append(LoadedCase(case_id, x, y, meta, spacing))
     return cases
 
 

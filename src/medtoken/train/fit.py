@@ -36,6 +36,7 @@ from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
 from medtoken.train.distributed import DistInfo
+from medtoken.train.nnunet_plans import PlanConfiguration, RunPlan, resolve_plan
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
@@ -76,15 +77,22 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
 
 
 def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str, Any],
-                  cases: list[LoadedCase]) -> Any:
-    """The preset filled from the dataset (channels, classes, patch, spacing) plus overrides."""
+                  cases: list[LoadedCase], plan: PlanConfiguration | None = None) -> Any:
+    """The preset filled from the dataset (channels, classes, patch, spacing) or from the nnU-Net
+    plan (architecture and patch), plus overrides."""
     base = get_config(train_cfg.model)
     if base.spatial_dims != info.spatial_dims:
         raise InputError("--model", f"'{train_cfg.model}' is a {base.spatial_dims}D model but "
                          f"the dataset is {info.spatial_dims}D")
     fill: dict[str, Any] = {"in_channels": info.num_channels, "num_classes": info.num_classes}
+    if plan is not None:
+        fill.update(plan.model_fields, roi_size=list(plan.roi_size))
+        fill.update(overrides)
+        if train_cfg.patch_size is not None:
+            fill["roi_size"] = list(train_cfg.patch_size)
+        return get_config(train_cfg.model, **fill)
     if "spacing" in base.dataset_facts:
-        spacing = np.median(np.array([c.meta.spacing for c in cases]), axis=0)
+        spacing = np.median(np.array([c.spacing for c in cases]), axis=0)
         fill["spacing"] = [round(float(s), 4) for s in spacing]
     cfg = get_config(train_cfg.model, **fill, **overrides)
     if train_cfg.roi_size is not None:
@@ -123,7 +131,7 @@ def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
     """Refuse a run whose estimated peak memory exceeds what ``dev`` has available."""
     from medtoken.train.memory import available_memory, check_memory_fits, estimate_training_memory
 
-    estimate = estimate_training_memory(model, cfg.batch_size, model.config.roi_size, dev,
+    estimate = estimate_training_memory(model, cfg.micro_batch_size, model.config.roi_size, dev,
                                         cfg.accumulate, _amp_dtype(cfg, dev))
     check_memory_fits(estimate, available_memory(dev))
     log.debug("%s (training memory)", estimate.summary())
@@ -145,9 +153,11 @@ def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, 
     with ddp.process_group(device) as (dist, dev), ddp.quiet_unless_main(dist):
         ddp.run_on_main(lambda: _refuse_bad_data(train_cfg.data), dist)
         info = load_dataset(train_cfg.data)
+        train_cfg, run_plan = resolve_plan(train_cfg, info)
         train_ids, val_ids = get_fold(info, train_cfg.fold)
         trainer = _build_trainer(train_cfg, info, train_ids, val_ids, dict(model_overrides or {}),
-                                 dev, dist, out_dir, resume, overwrite, force_memory)
+                                 dev, dist, out_dir, resume, overwrite, force_memory,
+                                 run_plan)
         if progress is None:
             progress = sys.stderr.isatty()
         result = trainer.run(progress and dist.is_main)
@@ -161,12 +171,15 @@ def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, 
 def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[str],
                    val_ids: list[str], model_overrides: dict[str, Any], dev: torch.device,
                    dist: DistInfo, out_dir: str | Path, resume: bool,
-                   overwrite: bool, force_memory: bool = False) -> _Trainer:
+                   overwrite: bool, force_memory: bool = False,
+                   nnunet: RunPlan | None = None) -> _Trainer:
     """Load the data, build the model, prepare the run folder (rank 0), restore if resuming."""
+    nnunet = nnunet or RunPlan(None, None)
     plan = plan_normalization(info, train_ids)
-    train_cases = load_cases(info, train_ids, plan)
-    val_cases = load_cases(info, ddp.split_for_rank(val_ids, dist), plan)  # this rank's share
-    model_cfg = _model_config(train_cfg, info, model_overrides, train_cases)
+    train_cases = load_cases(info, train_ids, plan, nnunet.spacing)
+    val_cases = load_cases(info, ddp.split_for_rank(val_ids, dist), plan,  # this rank's share
+                           nnunet.spacing)
+    model_cfg = _model_config(train_cfg, info, model_overrides, train_cases, nnunet.plan)
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(dev)
     _check_patch(model)
@@ -178,7 +191,7 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
                         "checkpoint; training as usual", train_cfg.model)
     if not force_memory:
         ddp.run_on_main(lambda: _refuse_memory(model, train_cfg, dev), dist)
-    dataset_facts = _dataset_facts(info, plan)
+    dataset_facts = {**_dataset_facts(info, plan), **nnunet.facts()}
     resolved = {"train": to_dict(train_cfg), "model": {"preset": train_cfg.model,
                 "family": type(model_cfg).family, **to_dict(model_cfg)},
                 "dataset": {**dataset_facts, "train_cases": len(train_ids),
@@ -193,7 +206,7 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
     if dist.enabled:
         log.info("data-parallel on %d processes (%s): %d patches per optimiser step",
                  dist.world_size, dev.type,
-                 train_cfg.batch_size * train_cfg.accumulate * dist.world_size)
+                 train_cfg.micro_batch_size * train_cfg.accumulate * dist.world_size)
     return trainer
 
 
@@ -256,8 +269,9 @@ class _Trainer:
         self.cfg, self.model, self.device, self.folder = cfg, model, device, run
         self.dataset, self.dist = dataset, dist
         self.val_cases, self.has_val = val_cases, has_val  # this rank's share; any rank has some
-        self.sampler = PatchSampler(train_cases, model.config.roi_size, cfg.batch_size, cfg.seed,
-                                    rank=dist.rank, foreground_ratio=cfg.foreground_ratio)
+        self.sampler = PatchSampler(train_cases, model.config.roi_size, cfg.micro_batch_size,
+                                    cfg.seed, rank=dist.rank,
+                                    foreground_ratio=cfg.foreground_ratio)
         self.loss_fn = segmentation_loss_for(model)
         self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
         self.schedule = ProgressSchedule(
