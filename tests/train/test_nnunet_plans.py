@@ -87,6 +87,17 @@ def test_plans_for_other_data_are_refused(data3d: Path, tmp_path: Path, change: 
         read_plans(path, change.get("configuration"), load_dataset(data3d))
 
 
+def test_labels_of_a_dataset_json_beside_the_plans_must_match(data3d: Path,
+                                                              tmp_path: Path) -> None:
+    path = _write_plans(tmp_path / "p.json")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1,
+                                                                  "b": 2}}))
+    read_plans(path, None, load_dataset(data3d))  # synthetic data: labels 0, 1, 2
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1}}))
+    with pytest.raises(InputError, match=r"labels \[0, 1\]"):
+        read_plans(path, None, load_dataset(data3d))
+
+
 def test_missing_configuration_names_the_known_ones(data3d: Path, tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"configurations": {"2d": {}}}))

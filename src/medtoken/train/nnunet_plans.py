@@ -125,16 +125,36 @@ def _model_fields(conf: dict[str, Any], spatial_dims: int, path: Path) -> dict[s
     return fields
 
 
+def _check_labels_beside(file: Path, info: DatasetInfo) -> None:
+    """nnU-Net keeps a copy of ``dataset.json`` beside its plans; its label values must be the
+    dataset's (the plans file itself names no labels)."""
+    beside = file.parent / "dataset.json"
+    if not beside.is_file():
+        return
+    raw = read_json_object(beside, what="dataset.json").get("labels")
+    if not isinstance(raw, dict):
+        return
+    values = set()
+    for key, value in raw.items():  # nnU-Net v2: name -> value; MSD: value -> name
+        number = value if isinstance(value, int) else key
+        values.add(int(number) if str(number).lstrip("-").isdigit() else -1)
+    if values != set(info.labels):
+        raise InputError(file, f"plans are for labels {sorted(values)} ({beside.name} beside "
+                         f"them); the dataset has {sorted(info.labels)}")
+
+
 def read_plans(path: str | os.PathLike[str], configuration: str | None,
                info: DatasetInfo) -> PlanConfiguration:
     """One configuration of an ``nnUNetPlans.json``, checked against the dataset.
 
     Raises:
         InputError: unreadable file, missing configuration, unsupported network, or a plan for
-            other data (dimensionality, number of channels).
+            other data (dimensionality, number of channels, labels of a ``dataset.json``
+            beside the plans).
     """
     file = Path(path)
     plans = read_json_object(file, what="nnU-Net plans file")
+    _check_labels_beside(file, info)
     name = configuration_for(info.spatial_dims, configuration)
     conf = _merged_configuration(plans, name, file)
     patch, spacing = conf.get("patch_size"), conf.get("spacing")
