@@ -36,7 +36,8 @@ from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
 from medtoken.train.distributed import DistInfo
-from medtoken.train.nnunet_plans import PlanConfiguration, RunPlan, resolve_plan
+from medtoken.planning.plans import NnunetPlan
+from medtoken.train.nnunet_plans import RunPlan, model_fields, resolve_plan
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
@@ -77,7 +78,7 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
 
 
 def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str, Any],
-                  cases: list[LoadedCase], plan: PlanConfiguration | None = None) -> Any:
+                  cases: list[LoadedCase], plan: NnunetPlan | None = None) -> Any:
     """The preset filled from the dataset (channels, classes, patch, spacing) or from the nnU-Net
     plan (architecture and patch), plus overrides."""
     base = get_config(train_cfg.model)
@@ -86,7 +87,7 @@ def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str
                          f"the dataset is {info.spatial_dims}D")
     fill: dict[str, Any] = {"in_channels": info.num_channels, "num_classes": info.num_classes}
     if plan is not None:
-        fill.update(plan.model_fields, roi_size=list(plan.roi_size))
+        fill.update(model_fields(plan))  # arch_kwargs, roi_size: medtoken axis order
         fill.update(overrides)
         if train_cfg.patch_size is not None:
             fill["roi_size"] = list(train_cfg.patch_size)
@@ -198,7 +199,8 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
                             "val_cases": len(val_ids)},
                 "runtime": {"world_size": dist.world_size, "device": dev.type}}
     run = RunFolder(out_dir)
-    ddp.run_on_main(lambda: run.prepare(resolved, resume=resume, overwrite=overwrite), dist)
+    ddp.run_on_main(lambda: run.prepare(resolved, resume=resume, overwrite=overwrite,
+                                        plans=nnunet.plans), dist)
     trainer = _Trainer(train_cfg, model, dev, run, dataset_facts, train_cases, val_cases,
                        bool(val_ids), dist)
     if resume:

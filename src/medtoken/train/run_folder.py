@@ -3,6 +3,7 @@
 Layout::
 
     RUN/config.yaml            fully resolved: train options, model preset + config, dataset facts
+    RUN/plans.json             the nnU-Net plans used (``--plans``, or planned from the dataset)
     RUN/log.csv                one row per epoch
     RUN/checkpoint_last.pt     written at every epoch end (atomically)
     RUN/checkpoint_best.pt     best validation mean foreground Dice
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from medtoken.config import rename_nested, to_dict
+from medtoken.planning.plans import write_plans
 from medtoken.train.config import TrainConfig
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
@@ -29,7 +31,8 @@ from medtoken.utils.tables import rows_to_csv
 
 __all__ = ["RunFolder"]
 
-OWNED = ("config.yaml", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt", "validation")
+OWNED = ("config.yaml", "plans.json", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt",
+         "validation")
 
 
 class RunFolder:
@@ -38,13 +41,16 @@ class RunFolder:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.config = self.root / "config.yaml"
+        self.plans = self.root / "plans.json"
         self.log = self.root / "log.csv"
         self.last = self.root / "checkpoint_last.pt"
         self.best = self.root / "checkpoint_best.pt"
         self.validation = self.root / "validation"
 
-    def prepare(self, resolved: dict[str, Any], resume: bool, overwrite: bool) -> None:
-        """Check that the folder may be used for this config, then write ``config.yaml``.
+    def prepare(self, resolved: dict[str, Any], resume: bool, overwrite: bool,
+                plans: dict[str, Any] | None = None) -> None:
+        """Check that the folder may be used for this config, then write ``config.yaml`` (and
+        ``plans.json``, nnU-Net's plans the run used, when there are any).
 
         Raises:
             InputError: the folder holds a run and neither ``--resume`` nor ``--overwrite`` was
@@ -68,6 +74,8 @@ class RunFolder:
         elif resume:
             raise InputError(self.root, "--resume given but this folder holds no run")
         self.root.mkdir(parents=True, exist_ok=True)
+        if plans is not None:
+            write_plans(plans, self.plans)
         atomic_write_text(self.config, yaml.safe_dump(resolved, sort_keys=False))
 
     def _check_same_run(self, resolved: dict[str, Any]) -> None:
