@@ -1,4 +1,5 @@
-"""predict_array at a target spacing: outputs in the input's shape; at-target input untouched."""
+"""predict_array at a target spacing: outputs in the input's shape; at-target input untouched;
+ensemble members must agree on the spacing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from medtoken import create_model
 from medtoken.inference import predict as predict_module
+from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import predict_array, target_spacing_for
 from medtoken.train.checkpoint import LoadedModel
 from medtoken.utils.errors import InputError
@@ -33,22 +35,39 @@ def test_target_spacing_options() -> None:
         target_spacing_for(loaded, "0.5,0")
 
 
-def test_at_target_spacing_is_bit_identical_to_native(monkeypatch) -> None:
+def test_ensemble_members_trained_at_other_spacings_are_refused() -> None:
+    members = [_loaded([1.0, 1.0, 2.0]), _loaded(None)]
+    with pytest.raises(InputError, match="different spacings"):
+        target_spacing_for(members)
+    assert target_spacing_for(members, "native") is None
+    assert target_spacing_for([_loaded([1.0, 1.0, 2.0])] * 2) == (1.0, 1.0, 2.0)
+
+
+def test_at_target_spacing_is_bit_identical_to_native(monkeypatch: pytest.MonkeyPatch) -> None:
     image = np.random.default_rng(0).normal(size=(1, 20, 18, 16)).astype(np.float32)
     loaded = _loaded([1.0, 1.0, 1.0])
-    native = predict_array(loaded, image)
+    native, _ = predict_array(loaded, image)
 
-    def refuse(*_args, **_kw):
+    def refuse(*_args: object, **_kw: object) -> None:
         raise AssertionError("resampled although the case is at the target spacing")
 
     monkeypatch.setattr(predict_module, "resample_probabilities", refuse)
-    at_target = predict_array(loaded, image, spacing=(1.0, 1.0, 1.0),
-                              target_spacing=(1.0, 1.0, 1.0))
+    monkeypatch.setattr(predict_module, "resample_image", refuse)
+    at_target, _ = predict_array(loaded, image, image_spacing=(1.0, 1.0, 1.0))
     np.testing.assert_array_equal(native, at_target)
 
 
-def test_resampled_prediction_has_the_input_shape() -> None:
+@pytest.mark.parametrize("stitching", ["slab", "full"])
+def test_resampled_prediction_has_the_input_shape(stitching: str) -> None:
     image = np.random.default_rng(1).normal(size=(1, 20, 18, 7)).astype(np.float32)
-    labels = predict_array(_loaded([1.0, 1.0, 1.0]), image, spacing=(1.0, 1.0, 3.5),
-                           target_spacing=(1.0, 1.0, 1.0))
+    options = PredictOptions(stitching=stitching, save_probabilities=True)
+    labels, probs = predict_array(_loaded([1.0, 1.0, 1.0]), image, options,
+                                  image_spacing=(1.0, 1.0, 3.5))
     assert labels.shape == (20, 18, 7)
+    assert probs is not None and probs.shape == (2, 20, 18, 7) and probs.dtype == np.float16
+    agree = np.mean(labels == probs.astype(np.float32).argmax(0))
+    assert agree > 0.99  # the same resampled probabilities (float16 ties aside)
+    native, _ = predict_array(_loaded([1.0, 1.0, 1.0]), image,
+                              PredictOptions(stitching=stitching, spacing="native"),
+                              image_spacing=(1.0, 1.0, 3.5))
+    assert native.shape == (20, 18, 7)

@@ -129,7 +129,7 @@ def test_plans_from_medtoken_plan_give_the_model_its_axes(tmp_path: Path) -> Non
 
 
 def test_hand_written_plans_are_read_in_array_axis_order(data3d: Path, tmp_path: Path) -> None:
-    cfg, run = resolve_plan(TrainConfig(model="nnunet", plans=str(_write_plans(
+    _, run = resolve_plan(TrainConfig(model="nnunet", plans=str(_write_plans(
         tmp_path / "p.json"))), load_dataset(data3d))
     assert run.plan is not None and run.plan.configuration == "3d_fullres"
     fields = model_fields(run.plan)

@@ -337,7 +337,7 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
     check_output_folder(out, cases)
     out.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
-    target = target_spacing_for(members, options.spacing)
+    target_spacing = target_spacing_for(members, options.spacing)
     windows: list[int] | None = None  # probed once, on the first case
     iterator: Sequence[Case] = cases
     if options.progress and len(cases) > 1:
@@ -357,7 +357,7 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
             if windows is None:
                 windows = [window_bytes(m.model, _roi(m.model), _batch(m.model, options)[0],
                                         _device_of(m.model)) for m in members]
-            grid = _grid(meta.spatial_shape, meta.spacing, target)
+            grid = _grid(meta.spatial_shape, meta.spacing, target_spacing)
             estimate = estimate_for(members, grid, options if grid == meta.spatial_shape
                                     else _resampling(options), windows)
             labels, probs = predict_array(members, image, options, estimate, str(case.images[0]),

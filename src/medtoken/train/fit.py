@@ -30,13 +30,13 @@ from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
 from medtoken.models.losses import segmentation_loss_for
+from medtoken.planning.plans import NnunetPlan
 from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
 from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
 from medtoken.train.distributed import DistInfo
-from medtoken.planning.plans import NnunetPlan
 from medtoken.train.nnunet_plans import RunPlan, model_fields, resolve_plan
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
@@ -89,8 +89,8 @@ def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str
     if plan is not None:
         fill.update(model_fields(plan))  # arch_kwargs, roi_size: medtoken axis order
         fill.update(overrides)
-        if train_cfg.patch_size is not None:
-            fill["roi_size"] = list(train_cfg.patch_size)
+        if train_cfg.roi_size is not None:
+            fill["roi_size"] = list(train_cfg.roi_size)
         return get_config(train_cfg.model, **fill)
     if "spacing" in base.dataset_facts:
         spacing = np.median(np.array([c.spacing for c in cases]), axis=0)

@@ -1,14 +1,14 @@
 """nnU-Net plans for training: which plan a run uses, and what it gives the model.
 
 A run of an nnunet model trains from one configuration (``3d_fullres`` or ``2d``) of an
-``nnUNetPlans.json``: the user's (``--plans``), or the one :func:`medtoken.planning.plans.plan_dataset`
-makes for the dataset by nnU-Net's default planner rules. The plan is read by
-:func:`medtoken.planning.plans.load_plan`, whose :class:`~medtoken.planning.plans.NnunetPlan` is
-already in medtoken's array axis order (``roi_size``, ``spacing``, ``kernel_sizes``,
-``strides``): nothing here reverses axes. It gives the patch (``roi_size``), the target spacing,
-the batch size (unless ``--batch-size``), ``batch_dice`` and the network's ``arch_kwargs``,
-which map one to one onto :class:`~medtoken.models.nnunet.NNUNetConfig` fields
-(:func:`model_fields`).
+``nnUNetPlans.json``: the user's (``--plans``), or the one
+:func:`medtoken.planning.plans.plan_dataset` makes for the dataset by nnU-Net's default rules.
+The plan is read by :func:`medtoken.planning.plans.load_plan`, whose
+:class:`~medtoken.planning.plans.NnunetPlan` is already in medtoken's array axis order
+(``roi_size``, ``spacing``, ``kernel_sizes``, ``strides``): nothing here reverses axes. It gives
+the patch (``roi_size``), the target spacing, the batch size (unless ``--batch-size``),
+``batch_dice`` and the network's ``arch_kwargs``, which map one to one onto
+:class:`~medtoken.models.nnunet.NNUNetConfig` fields (:func:`model_fields`).
 """
 
 from __future__ import annotations
