@@ -25,7 +25,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Any:
     The model is rebuilt from the config stored in the checkpoint, not from the preset name, so
     later edits to a preset never break old checkpoints. Loading uses ``weights_only=True``.
     """
-    from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.models.checkpoint import load_model_checkpoint
 
     return load_model_checkpoint(path, device=device).model
 

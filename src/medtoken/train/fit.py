@@ -29,9 +29,9 @@ from medtoken.config import to_dict
 from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
+from medtoken.models.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
-from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
 from medtoken.train.distributed import DistInfo
@@ -170,7 +170,7 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
     model = build_model(model_cfg).to(dev)
     _check_patch(model)
     if train_cfg.grad_checkpointing:
-        from medtoken.train.checkpointing import apply_grad_checkpointing
+        from medtoken.train.activation_checkpointing import apply_grad_checkpointing
 
         if not apply_grad_checkpointing(model) and dist.is_main:
             log.warning("--grad-checkpointing: %s has no transformer or MSTM blocks to "
