@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("benchmark",),  # times train steps with the trainer's optimiser (train.optim)
     ("export", "train"),
-    ("inference",),  # sliding-window prediction, used by train's validation and by export
+    ("inference", "postprocessing"),  # sliding windows (train, benchmark); LCC rule (cli)
     ("metrics", "plots"),
     ("models",),  # with models/checkpoint.py: saving and loading models is below train/
     ("registry",),  # decorators and tables only; imports no family
