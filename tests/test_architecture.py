@@ -63,7 +63,7 @@ def import_edges(modules: dict[str, Path]) -> list[Edge]:
     """Every medtoken-internal import of every module (``from pkg import mod`` -> ``pkg.mod``)."""
     edges: list[Edge] = []
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
             where = f"{path.relative_to(SRC.parent)}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
