@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("registry",),  # decorators and tables only; imports no family
     ("tokens",),  # token algorithms, built on the shared blocks of layers/
     ("layers",),
+    ("planning",),  # nnU-Net fingerprint and plans, read from data/ only
     ("data", "config"),
     ("utils",),
 )
