@@ -22,8 +22,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "medtoken"),
     ("cli",),
     ("benchmark",),  # times train steps with the trainer's optimiser (train.optim)
-    ("export", "train"),
-    ("inference", "postprocessing"),  # sliding windows (train, benchmark); LCC rule (cli)
+    ("train",),  # validates through inference
+    ("inference",),  # predicts from checkpoints or exports, applies post-processing plans
+    ("export", "postprocessing"),
     ("metrics", "plots"),
     ("models",),  # with models/checkpoint.py: saving and loading models is below train/
     ("registry",),  # decorators and tables only; imports no family
