@@ -68,7 +68,7 @@ def _png_image(path: Path) -> None:
 
 
 def _checkpoint(path: Path) -> None:
-    from medtoken.train.checkpoint import save_checkpoint
+    from medtoken.models.checkpoint import save_checkpoint
 
     save_checkpoint(path, {"family": "unet", "epoch": 1})
 

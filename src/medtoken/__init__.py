@@ -5,18 +5,20 @@ Public API: :func:`create_model`, :func:`list_models`, :func:`load_model`, :func
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from medtoken.registry import create_model, list_models
-
-try:
-    __version__ = version("medtoken")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
+from medtoken.registry import create_model, list_models, set_family_loader
+from medtoken.utils.version import __version__
 
 __all__ = ["__version__", "create_model", "list_models", "load_model", "predict"]
+
+
+def _import_families() -> None:
+    import medtoken.models  # noqa: F401  (each family registers itself on import)
+
+
+set_family_loader(_import_families)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Any:
@@ -25,7 +27,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Any:
     The model is rebuilt from the config stored in the checkpoint, not from the preset name, so
     later edits to a preset never break old checkpoints. Loading uses ``weights_only=True``.
     """
-    from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.models.checkpoint import load_model_checkpoint
 
     return load_model_checkpoint(path, device=device).model
 

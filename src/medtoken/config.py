@@ -8,6 +8,15 @@ A config class may rename a field and keep the old spelling working: a class att
 ``RENAMED: ClassVar[dict[str, str]] = {"old": "new"}`` makes ``from_dict`` (old checkpoints,
 old ``config.yaml``) and ``apply_overrides`` (``--set``, ``create_model`` keywords) accept the old
 key with a deprecation warning.
+
+A *model spec* is a preset name with overrides in one string, as ``medtoken benchmark --models``
+and benchmark records spell it: after a colon, dotted-key overrides whose values are read as YAML
+(``tmunet_b:mlstm_mode=parallel,num_classes=2``, ``unet3d:channels=[4,8]``). Several specs are
+joined by commas; a comma inside brackets or braces belongs to a value, and a piece that is
+``key=value`` continues the spec before it::
+
+    --models "unet3d:channels=[4,8],num_res_units=1,dynunet3d"
+             -> unet3d {channels: [4, 8], num_res_units: 1}  and  dynunet3d {}
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import dataclasses
 import difflib
 import typing
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import yaml
@@ -24,17 +34,23 @@ from medtoken.utils.deprecation import warn_renamed
 from medtoken.utils.errors import InputError
 
 __all__ = [
+    "ModelSpec",
     "apply_overrides",
     "closest",
     "from_dict",
     "parse_set_args",
+    "parse_spec",
+    "parse_specs",
+    "parse_yaml_value",
     "rename_keys",
     "rename_nested",
     "renamed_key",
+    "split_top_level",
     "to_dict",
 ]
 
 T = TypeVar("T")
+_OPEN, _CLOSE = "[{(", "]})"
 
 
 def closest(name: str, valid: Iterable[str], n: int = 5) -> list[str]:
@@ -195,3 +211,98 @@ def parse_set_args(items: Sequence[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             raise InputError("--set", f"cannot parse the value of '{item}'") from None
     return result
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets/braces/parentheses; pieces are stripped."""
+    pieces, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth = max(depth - 1, 0)
+        elif char == sep and depth == 0:
+            pieces.append(text[start:i].strip())
+            start = i + 1
+    pieces.append(text[start:].strip())
+    return pieces
+
+
+def parse_yaml_value(raw: str, where: str) -> Any:
+    """``raw`` read as YAML (``3``, ``0.5``, ``[4, 8]``, ``parallel``); an error names ``where``."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise InputError(where, f"cannot parse the value '{raw}' (values are read as YAML)") \
+            from None
+
+
+def _inline_yaml(value: Any) -> str:
+    """``value`` as one line of YAML (``[4, 8]``, ``0.5``, ``parallel``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def _is_override(piece: str) -> bool:
+    """``key=value`` (continues a spec) as opposed to ``preset`` or ``preset:key=value``."""
+    eq = piece.find("=")
+    colon = piece.find(":")
+    return eq > 0 and (colon < 0 or colon > eq)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A preset name with overrides (in the order given)."""
+
+    preset: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling, e.g. ``unet3d:channels=[4, 8]``."""
+        if not self.overrides:
+            return self.preset
+        parts = [f"{k}={_inline_yaml(v)}" for k, v in self.overrides]
+        return f"{self.preset}:{','.join(parts)}"
+
+    def with_override(self, key: str, value: Any) -> ModelSpec:
+        """A copy with ``key`` set to ``value`` (replacing an earlier override of ``key``)."""
+        kept = tuple((k, v) for k, v in self.overrides if k != key)
+        return ModelSpec(self.preset, (*kept, (key, value)))
+
+
+def _add_override(spec: ModelSpec, piece: str, where: str) -> ModelSpec:
+    key, _, raw = piece.partition("=")
+    key = key.strip()
+    if not key:
+        raise InputError(where, f"expected key=value in '{piece}'")
+    return spec.with_override(key, parse_yaml_value(raw.strip(), where))
+
+
+def parse_specs(text: str, where: str = "--models") -> list[ModelSpec]:
+    """Parse comma-joined specs (see the module docstring); at least one is required."""
+    specs: list[ModelSpec] = []
+    for piece in split_top_level(text):
+        if not piece:
+            raise InputError(where, f"empty model spec in '{text}'")
+        if _is_override(piece):
+            if not specs:
+                raise InputError(where, f"'{piece}' is an override with no preset before it; "
+                                 "write PRESET:key=value")
+            specs[-1] = _add_override(specs[-1], piece, where)
+            continue
+        preset, _, first = piece.partition(":")
+        spec = ModelSpec(preset.strip())
+        if not spec.preset:
+            raise InputError(where, f"missing preset name in '{piece}'")
+        specs.append(_add_override(spec, first, where) if first.strip() else spec)
+    return specs
+
+
+def parse_spec(text: str, where: str = "--baseline") -> ModelSpec:
+    """Parse exactly one spec."""
+    specs = parse_specs(text, where)
+    if len(specs) != 1:
+        raise InputError(where, f"expected one model spec, got {len(specs)}: "
+                         + ", ".join(s.text for s in specs))
+    return specs[0]

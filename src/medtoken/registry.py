@@ -3,6 +3,12 @@
 A *family* is a :class:`~medtoken.models.base.SegmentationModel` subclass whose config dataclass
 names the family in a ``family`` class variable. A *preset* is a registered function, named like
 the preset, that returns a config. ``create_model(name, **overrides)`` = preset → overrides → build.
+
+This module holds only the decorators and the tables; it imports no family (timm's
+``_registry.py`` pattern). The families register themselves when :mod:`medtoken.models` is
+imported, and the package (``medtoken/__init__.py``) installs that import as the *family loader*
+(:func:`set_family_loader`), run once before the first look-up. So ``import medtoken.registry``
+stays cheap (no torch), and every look-up still sees every family.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ __all__ = [
 
 _FAMILIES: dict[str, type] = {}
 _PRESETS: dict[str, Callable[[], Any]] = {}
+_loader: list[Callable[[], None]] = []  # at most one: imports every family (see module doc)
 
 M = TypeVar("M", bound=type)
 F = TypeVar("F", bound=Callable[[], Any])
@@ -47,8 +54,14 @@ def register_preset(fn: F) -> F:
     return fn
 
 
+def set_family_loader(load: Callable[[], None]) -> None:
+    """Install ``load`` (imports every family) to run once before the first look-up."""
+    _loader[:] = [load]
+
+
 def _ensure_loaded() -> None:
-    import medtoken.models  # noqa: F401  (registers every family on import)
+    while _loader:
+        _loader.pop()()
 
 
 def list_models(pattern: str | None = None) -> list[str]:

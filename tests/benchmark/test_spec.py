@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medtoken.benchmark.spec import (
-    ModelSpec,
-    parse_input_size,
-    parse_spec,
-    parse_specs,
-    parse_sweep,
-    resolve_config,
-    split_top_level,
-)
+from medtoken.benchmark.spec import parse_input_size, parse_sweep, resolve_config
+from medtoken.config import ModelSpec, parse_spec, parse_specs, split_top_level
 from medtoken.utils.errors import InputError
 
 

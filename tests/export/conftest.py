@@ -12,8 +12,8 @@ from medtoken.config import to_dict
 from medtoken.data.datasets import load_dataset
 from medtoken.data.preprocess import plan_normalization
 from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.models.checkpoint import save_checkpoint
 from medtoken.registry import create_model
-from medtoken.train.checkpoint import save_checkpoint
 
 # preset -> overrides giving a model that exports in seconds (window 16^3 / 32^2)
 TINY: dict[str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medtoken.export import ExportOptions, export_model, is_exported, load_exported
-from medtoken.train.checkpoint import load_model_checkpoint
+from medtoken.models.checkpoint import load_model_checkpoint
 
 
 def test_is_exported(tmp_path: Path) -> None:

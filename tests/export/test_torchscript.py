@@ -10,7 +10,7 @@ import torch
 
 from medtoken.export import ExportOptions, export_model, load_exported
 from medtoken.export.torchscript import load_torchscript
-from medtoken.train.checkpoint import load_model_checkpoint
+from medtoken.models.checkpoint import load_model_checkpoint
 
 
 @pytest.mark.parametrize("preset", [

@@ -15,7 +15,7 @@ from medtoken.inference import memory
 from medtoken.inference.ensemble import expand_members
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import estimate_for
-from medtoken.train.checkpoint import load_model_checkpoint
+from medtoken.models.checkpoint import load_model_checkpoint
 from tests.export.conftest import make_checkpoint
 from tests.inference.conftest import predict_cli as _predict
 

@@ -19,7 +19,7 @@ from medtoken.benchmark.memory import _peak_rss_bytes
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import predict_array
 from medtoken.registry import create_model
-from medtoken.train.checkpoint import LoadedModel
+from medtoken.models.checkpoint import LoadedModel
 
 torch.set_num_threads(1)
 shape, classes, roi, stitching = json.loads(sys.argv[1])

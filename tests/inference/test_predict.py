@@ -13,7 +13,7 @@ from medtoken import create_model
 from medtoken.inference import predict as predict_module
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import predict_array, target_spacing_for
-from medtoken.train.checkpoint import LoadedModel
+from medtoken.models.checkpoint import LoadedModel
 from medtoken.utils.errors import InputError
 
 

@@ -108,7 +108,7 @@ def test_a_large_case_reports_progress_over_all_its_windows(
 
     from medtoken.inference.options import PredictOptions
     from medtoken.inference.predict import predict_array
-    from medtoken.train.checkpoint import LoadedModel
+    from medtoken.models.checkpoint import LoadedModel
 
     bars: list[dict[str, int]] = []
 

@@ -16,8 +16,8 @@ from medtoken.config import to_dict
 from medtoken.data.synthetic import make_synthetic_dataset
 from medtoken.metrics.tokens import case_token_hits, token_boxes
 from medtoken.models.base import SegOutput, TokenSelection
+from medtoken.models.checkpoint import save_checkpoint
 from medtoken.tokens.selection import cell_boxes
-from medtoken.train.checkpoint import save_checkpoint
 
 
 @pytest.mark.parametrize("name", ["scd_test", "scd2d_test", "tokenseg_test", "tokenseg2d_test"])

@@ -11,7 +11,7 @@ import torch
 from medtoken import create_model, list_models
 from medtoken.config import from_dict, to_dict
 from medtoken.models.base import SegOutput, TokenSelection
-from medtoken.train.checkpoint import build_from_state
+from medtoken.models.checkpoint import build_from_state
 
 TINY = list_models("*_test")
 BASELINES_TINY = {

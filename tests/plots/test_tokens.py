@@ -15,8 +15,8 @@ from medtoken.cli.main import main
 from medtoken.config import to_dict
 from medtoken.data.preprocess import NormalizationPlan
 from medtoken.models.base import SegOutput
+from medtoken.models.checkpoint import save_checkpoint
 from medtoken.plots.tokens import center_window, token_maps
-from medtoken.train.checkpoint import save_checkpoint
 from medtoken.utils.errors import InputError
 from tests.plots.test_charts import assert_real_png
 

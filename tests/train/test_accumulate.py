@@ -11,9 +11,9 @@ import torch
 from monai.losses import DiceCELoss
 
 from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.models.checkpoint import load_checkpoint
 from medtoken.registry import build_model, get_config
 from medtoken.train import fit as fit_module
-from medtoken.train.checkpoint import load_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.distributed import TrainForward
 from medtoken.train.fit import accumulate_gradients, fit

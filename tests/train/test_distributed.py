@@ -28,9 +28,9 @@ import yaml
 from medtoken.data.datasets import load_dataset
 from medtoken.data.preprocess import plan_normalization
 from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.models.checkpoint import load_checkpoint, load_model_checkpoint
 from medtoken.registry import build_model, get_config
 from medtoken.train import fit as fit_module
-from medtoken.train.checkpoint import load_checkpoint, load_model_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import PatchSampler, load_cases
 from medtoken.train.distributed import env_info, gather_split, split_for_rank

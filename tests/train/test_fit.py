@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medtoken.data.synthetic import make_synthetic_dataset
-from medtoken.train.checkpoint import load_checkpoint
+from medtoken.models.checkpoint import load_checkpoint
 from medtoken.train.config import TrainConfig
 from medtoken.train.fit import fit
 from medtoken.utils.errors import InputError

@@ -22,7 +22,7 @@ import torch
 
 from medtoken.cli.main import main
 from medtoken.data.synthetic import make_synthetic_dataset
-from medtoken.train.checkpoint import load_checkpoint
+from medtoken.models.checkpoint import load_checkpoint
 
 STEPS = 40  # the step budget of the runs that get killed (20 epochs of 2 steps)
 POLL_S = 0.005

@@ -222,7 +222,7 @@ def test_nnunet_on_2d_data_is_the_2d_configuration(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_from_plans_then_predict_keeps_input_geometry(data3d: Path, tmp_path: Path) -> None:
     from medtoken.inference.predict import predict_cases
-    from medtoken.train.checkpoint import load_checkpoint, load_model_checkpoint
+    from medtoken.models.checkpoint import load_checkpoint, load_model_checkpoint
     from medtoken.train.fit import fit
 
     plans = _write_plans(tmp_path / "p.json")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medtoken.benchmark.timing import synchronize
+from medtoken.utils.timing import synchronize
 
 __all__ = ["OTHER", "profile_children"]
 

@@ -59,7 +59,7 @@ def git_commit() -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Machine and software facts recorded with every benchmark record."""
-    from medtoken import __version__
+    from medtoken.utils.version import __version__
 
     cuda = device.type == "cuda"
     return {

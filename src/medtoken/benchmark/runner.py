@@ -4,7 +4,7 @@ For each benchmark point (one per ``--sweep`` value, or a single one) the runner
 
 1. measures each model's peak memory on its own (see :mod:`medtoken.benchmark.memory`);
 2. builds all the point's models, counts their FLOPs and token counts;
-3. times them interleaved (:func:`~medtoken.benchmark.timing.time_interleaved`);
+3. times them interleaved (:func:`~medtoken.utils.timing.time_interleaved`);
 4. writes one record per model; ratios to the baseline are added at the end.
 """
 
@@ -29,12 +29,10 @@ from medtoken.benchmark.report import add_baseline_ratios, environment
 from medtoken.benchmark.spec import (
     BATCH_SIZE_KEY,
     ROI_SIZE_KEY,
-    ModelSpec,
     Sweep,
     check_input_size,
     resolve_config,
 )
-from medtoken.benchmark.timing import summarize, time_interleaved
 from medtoken.benchmark.workload import (
     MODES,
     VolumeCases,
@@ -44,10 +42,11 @@ from medtoken.benchmark.workload import (
     load_volume_cases,
     make_batch,
 )
-from medtoken.config import to_dict
+from medtoken.config import ModelSpec, to_dict
 from medtoken.registry import build_model
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
+from medtoken.utils.timing import summarize, time_interleaved
 
 __all__ = ["BenchmarkSettings", "run_benchmark"]
 

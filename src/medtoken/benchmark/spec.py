@@ -1,12 +1,8 @@
-"""Model specs on the command line: ``PRESET[:key=value,...]``, input sizes and sweeps.
+"""Benchmark inputs on the command line: input sizes, sweeps, and model specs resolved to configs.
 
-A spec names a registered preset and, after a colon, dotted-key overrides whose values are read
-as YAML: ``tmunet_b:mlstm_mode=parallel,num_classes=2``, ``scd_btcv:pruning.keep_ratio=1.0``,
-``unet3d:channels=[4,8]``. Several specs are joined by commas; a comma inside brackets or braces
-belongs to a value, and a piece that is ``key=value`` continues the spec before it::
-
-    --models "unet3d:channels=[4,8],num_res_units=1,dynunet3d"
-             -> unet3d {channels: [4, 8], num_res_units: 1}  and  dynunet3d {}
+The spec grammar itself (``PRESET[:key=value,...]``, :class:`~medtoken.config.ModelSpec`,
+:func:`~medtoken.config.parse_specs`) lives in :mod:`medtoken.config`, so that readers of
+benchmark results (``plots/pareto.py``) spell specs the same way without importing benchmark code.
 """
 
 from __future__ import annotations
@@ -16,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from medtoken.config import ModelSpec, parse_yaml_value, split_top_level
 from medtoken.registry import get_config
 from medtoken.utils.deprecation import warn_renamed
 from medtoken.utils.errors import InputError
@@ -26,15 +21,11 @@ __all__ = [
     "BATCH_SIZE_KEY",
     "INPUT_SWEEP_KEYS",
     "ROI_SIZE_KEY",
-    "ModelSpec",
     "Sweep",
     "check_input_size",
     "parse_input_size",
-    "parse_spec",
-    "parse_specs",
     "parse_sweep",
     "resolve_config",
-    "split_top_level",
 ]
 
 BATCH_SIZE_KEY = "batch_size"  # sweep keys that change the input, not the model
@@ -43,103 +34,6 @@ INPUT_SWEEP_KEYS = (BATCH_SIZE_KEY, ROI_SIZE_KEY)
 INPUT_KEYS = ("in_channels", ROI_SIZE_KEY)  # set from --input-size (roi_size also by a sweep)
 RENAMED_SWEEP_KEYS = {"spatial_size": ROI_SIZE_KEY}  # old --sweep keys, still accepted
 log = logging.getLogger(__name__)
-_OPEN, _CLOSE = "[{(", "]})"
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split ``text`` at ``sep`` outside brackets/braces/parentheses; pieces are stripped."""
-    pieces, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        if char in _OPEN:
-            depth += 1
-        elif char in _CLOSE:
-            depth = max(depth - 1, 0)
-        elif char == sep and depth == 0:
-            pieces.append(text[start:i].strip())
-            start = i + 1
-    pieces.append(text[start:].strip())
-    return pieces
-
-
-def _parse_value(raw: str, where: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise InputError(where, f"cannot parse the value '{raw}' (values are read as YAML)") \
-            from None
-
-
-def _inline_yaml(value: Any) -> str:
-    """``value`` as one line of YAML (``[4, 8]``, ``0.5``, ``parallel``)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return text.removesuffix("...").strip()
-
-
-def _is_override(piece: str) -> bool:
-    """``key=value`` (continues a spec) as opposed to ``preset`` or ``preset:key=value``."""
-    eq = piece.find("=")
-    colon = piece.find(":")
-    return eq > 0 and (colon < 0 or colon > eq)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A preset name with overrides (in the order given)."""
-
-    preset: str
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def text(self) -> str:
-        """The canonical spelling, e.g. ``unet3d:channels=[4, 8]``."""
-        if not self.overrides:
-            return self.preset
-        parts = [f"{k}={_inline_yaml(v)}" for k, v in self.overrides]
-        return f"{self.preset}:{','.join(parts)}"
-
-    def with_override(self, key: str, value: Any) -> ModelSpec:
-        """A copy with ``key`` set to ``value`` (replacing an earlier override of ``key``)."""
-        kept = tuple((k, v) for k, v in self.overrides if k != key)
-        return ModelSpec(self.preset, (*kept, (key, value)))
-
-
-def _add_override(spec: ModelSpec, piece: str, where: str) -> ModelSpec:
-    key, _, raw = piece.partition("=")
-    key = key.strip()
-    if not key:
-        raise InputError(where, f"expected key=value in '{piece}'")
-    return spec.with_override(key, _parse_value(raw.strip(), where))
-
-
-def parse_specs(text: str, where: str = "--models") -> list[ModelSpec]:
-    """Parse comma-joined specs (see the module docstring); at least one is required."""
-    specs: list[ModelSpec] = []
-    for piece in split_top_level(text):
-        if not piece:
-            raise InputError(where, f"empty model spec in '{text}'")
-        if _is_override(piece):
-            if not specs:
-                raise InputError(where, f"'{piece}' is an override with no preset before it; "
-                                 "write PRESET:key=value")
-            specs[-1] = _add_override(specs[-1], piece, where)
-            continue
-        preset, _, first = piece.partition(":")
-        spec = ModelSpec(preset.strip())
-        if not spec.preset:
-            raise InputError(where, f"missing preset name in '{piece}'")
-        specs.append(_add_override(spec, first, where) if first.strip() else spec)
-    return specs
-
-
-def parse_spec(text: str, where: str = "--baseline") -> ModelSpec:
-    """Parse exactly one spec."""
-    specs = parse_specs(text, where)
-    if len(specs) != 1:
-        raise InputError(where, f"expected one model spec, got {len(specs)}: "
-                         + ", ".join(s.text for s in specs))
-    return specs[0]
-
-
 def parse_input_size(text: str, where: str = "--input-size") -> tuple[int, ...]:
     """``B,C,D,H,W`` (3D) or ``B,C,H,W`` (2D) as a tuple of positive ints."""
     try:
@@ -165,7 +59,7 @@ def parse_sweep(text: str, where: str = "--sweep") -> Sweep:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or not raw.strip():
         raise InputError(where, f"expected key=v1,v2,..., got '{text}'")
-    values = tuple(_parse_value(v, where) for v in split_top_level(raw))
+    values = tuple(parse_yaml_value(v, where) for v in split_top_level(raw))
     if any(v is None for v in values):
         raise InputError(where, f"empty value in '{text}'")
     key = key.strip()

@@ -76,7 +76,8 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from medtoken.benchmark.report import write_results
     from medtoken.benchmark.runner import BenchmarkSettings, run_benchmark
-    from medtoken.benchmark.spec import parse_input_size, parse_spec, parse_specs, parse_sweep
+    from medtoken.benchmark.spec import parse_input_size, parse_sweep
+    from medtoken.config import parse_spec, parse_specs
     from medtoken.utils.errors import InputError
 
     if args.mode == "volume" and not args.data:

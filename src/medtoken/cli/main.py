@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from medtoken import __version__
+    from medtoken.utils.version import __version__
 
     parser = _Parser(prog="medtoken", description="Fast medical image segmentation with "
                      "token-efficient networks.")

@@ -93,8 +93,8 @@ def _run_tokens(args: argparse.Namespace) -> str:
 
     from medtoken.data.io import read_image
     from medtoken.data.preprocess import NormalizationPlan, normalize
+    from medtoken.models.checkpoint import load_model_checkpoint
     from medtoken.plots.tokens import center_window, plot_token_maps, token_maps
-    from medtoken.train.checkpoint import load_model_checkpoint
 
     loaded = load_model_checkpoint(args.model)
     model = loaded.model

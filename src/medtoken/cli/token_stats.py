@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.data.preprocess import NormalizationPlan
     from medtoken.data.splits import get_fold
     from medtoken.metrics.tokens import case_token_hits
-    from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.models.checkpoint import load_model_checkpoint
     from medtoken.train.data import load_cases
     from medtoken.utils.atomic import atomic_write_text
 

@@ -2,7 +2,7 @@
 
 ``export_model(ExportOptions(model=RUN_DIR, output="model.onnx", verify=True))`` writes
 ``model.onnx`` and its sidecar ``model.onnx.json`` (window size, normalisation plan, labels, ...);
-``load_exported("model.onnx")`` gives a :class:`~medtoken.train.checkpoint.LoadedModel` whose
+``load_exported("model.onnx")`` gives a :class:`~medtoken.models.checkpoint.LoadedModel` whose
 model runs the file with onnxruntime, so ``medtoken.inference.predict_cases`` predicts with it
 as with a checkpoint. ``medtoken export`` and ``medtoken predict --model model.onnx`` are the
 command-line front ends; docs/export.md describes the sidecar and the exporter choice.

@@ -31,7 +31,7 @@ from medtoken.export.verify import (
     run_checks,
     time_against_eager,
 )
-from medtoken.train.checkpoint import LoadedModel, load_model_checkpoint, resolve_checkpoint
+from medtoken.models.checkpoint import LoadedModel, load_model_checkpoint, resolve_checkpoint
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 

@@ -4,7 +4,7 @@
 and carries what the prediction code reads from a model (``spatial_dims``, ``in_channels``,
 ``num_classes``, ``fixed_input_size``, ``max_batch_size``), so sliding-window inference runs on it
 unchanged. :func:`load_exported` wraps it, with the sidecar's dataset facts, in the same
-:class:`~medtoken.train.checkpoint.LoadedModel` that a checkpoint gives.
+:class:`~medtoken.models.checkpoint.LoadedModel` that a checkpoint gives.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from medtoken.export.sidecar import read_sidecar, sidecar_path
 from medtoken.export.torchscript import load_torchscript
-from medtoken.train.checkpoint import LoadedModel
+from medtoken.models.checkpoint import LoadedModel
 from medtoken.utils.errors import InputError
 
 __all__ = ["ExportedModel", "is_exported", "load_exported", "onnx_session"]

@@ -103,7 +103,7 @@ def build_sidecar(state: dict[str, Any], model_file: Path, facts: ExportFacts,
     import onnxruntime
     import torch
 
-    from medtoken import __version__
+    from medtoken.utils.version import __version__
 
     cfg, dataset = state["model_config"], state.get("dataset", {})
     return {

@@ -177,7 +177,7 @@ def time_against_eager(model: torch.nn.Module, exported: Callable[[torch.Tensor]
         ``{"repeats", "threads", "batch_size", "eager_ms", "exported_ms", "ratio"}`` with
         medians in milliseconds and ``ratio = exported_ms / eager_ms`` (below 1: faster).
     """
-    from medtoken.benchmark.timing import summarize, time_interleaved
+    from medtoken.utils.timing import summarize, time_interleaved
 
     def eager(_: int) -> None:
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from medtoken.data.io import read_image
 from medtoken.inference.ensemble import check_members_agree, load_members
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import predict_array
-from medtoken.train.checkpoint import LoadedModel
+from medtoken.models.checkpoint import LoadedModel
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
 
@@ -58,7 +58,7 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
 
     Args:
         model_or_run: a run folder, checkpoint, exported model, a folder of ``fold_N`` runs, a
-            :class:`~medtoken.train.checkpoint.LoadedModel`, or a list of these (an ensemble).
+            :class:`~medtoken.models.checkpoint.LoadedModel`, or a list of these (an ensemble).
         image: ``(C, *S)`` array (``(*S)`` for one channel) in the axis order medtoken's readers
             give: a NIfTI volume stored as ``(X, Y, Z)`` is ``(C, X, Y, Z)``, a PNG of H rows
             and W columns ``(C, H, W)``; or a path to an image file (read that way).

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from medtoken.train.checkpoint import CHECKPOINT_NAMES, LoadedModel, load_model_checkpoint
+from medtoken.models.checkpoint import CHECKPOINT_NAMES, LoadedModel, load_model_checkpoint
 from medtoken.utils.errors import InputError
 
 __all__ = ["check_members_agree", "expand_members", "load_members"]

@@ -42,8 +42,8 @@ from medtoken.inference.memory import (
 from medtoken.inference.options import PredictOptions
 from medtoken.inference.slab import Member, count_windows, label_dtype, predict_slabwise
 from medtoken.inference.sliding_window import predict_probabilities
+from medtoken.models.checkpoint import LoadedModel
 from medtoken.postprocessing.plan import PostprocessingPlan, apply_postprocessing, read_plan
-from medtoken.train.checkpoint import LoadedModel
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory

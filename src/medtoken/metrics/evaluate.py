@@ -28,11 +28,11 @@ from typing import Any
 import monai
 import numpy as np
 
-import medtoken
 from medtoken.data.io import IMAGE_ENDINGS, read_label, split_file_ending
 from medtoken.metrics.case import EMPTY_POLICY, HD_PERCENTILE, METRIC_NAMES, compute_case_metrics
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
+from medtoken.utils.version import __version__
 
 __all__ = [
     "aggregate_means",
@@ -50,7 +50,7 @@ MAX_LISTED = 5  # missing files named in an error message
 
 def implementation_text() -> str:
     """Which code computed the numbers, with versions (reported in every summary)."""
-    return (f"medtoken {medtoken.__version__}; overlap: medtoken (nnU-Net v2 definitions); "
+    return (f"medtoken {__version__}; overlap: medtoken (nnU-Net v2 definitions); "
             f"distances: MONAI {monai.__version__} (compute_hausdorff_distance "
             f"percentile={HD_PERCENTILE:g}, compute_surface_dice; euclidean, symmetric, "
             f"use_subvoxels=False)")

@@ -42,7 +42,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 def _canonical(name: str) -> str:
     """``unet3d:channels=[4,8]`` spelled as benchmark records spell specs (``[4, 8]``)."""
-    from medtoken.benchmark.spec import parse_spec
+    from medtoken.config import parse_spec
 
     try:
         return parse_spec(name).text

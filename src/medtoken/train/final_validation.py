@@ -14,7 +14,7 @@ from typing import Any
 from medtoken.data.datasets import DatasetInfo
 from medtoken.inference.predict import predict_cases
 from medtoken.metrics.evaluate import evaluate_pairs
-from medtoken.train.checkpoint import load_model_checkpoint
+from medtoken.models.checkpoint import load_model_checkpoint
 from medtoken.train.run_folder import RunFolder
 from medtoken.utils.errors import InputError
 

@@ -29,15 +29,15 @@ from medtoken.config import to_dict
 from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
+from medtoken.models.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.models.losses import segmentation_loss_for
-from medtoken.planning.plans import NnunetPlan
 from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
-from medtoken.train.checkpoint import load_checkpoint, save_checkpoint
 from medtoken.train.config import TrainConfig
-from medtoken.train.data import LoadedCase, PatchSampler, derive_roi_size, load_cases
+from medtoken.train.data import LoadedCase, PatchSampler, load_cases
 from medtoken.train.distributed import DistInfo
-from medtoken.train.nnunet_plans import RunPlan, model_fields, resolve_plan
+from medtoken.train.model_config import resolve_model_config
+from medtoken.train.nnunet_plans import RunPlan, resolve_plan
 from medtoken.train.optim import ProgressSchedule, build_optimizer
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
@@ -75,36 +75,6 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def _model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: dict[str, Any],
-                  cases: list[LoadedCase], plan: NnunetPlan | None = None) -> Any:
-    """The preset filled from the dataset (channels, classes, patch, spacing) or from the nnU-Net
-    plan (architecture and patch), plus overrides."""
-    base = get_config(train_cfg.model)
-    if base.spatial_dims != info.spatial_dims:
-        raise InputError("--model", f"'{train_cfg.model}' is a {base.spatial_dims}D model but "
-                         f"the dataset is {info.spatial_dims}D")
-    fill: dict[str, Any] = {"in_channels": info.num_channels, "num_classes": info.num_classes}
-    if plan is not None:
-        fill.update(model_fields(plan))  # arch_kwargs, roi_size: medtoken axis order
-        fill.update(overrides)
-        if train_cfg.roi_size is not None:
-            fill["roi_size"] = list(train_cfg.roi_size)
-        return get_config(train_cfg.model, **fill)
-    if "spacing" in base.dataset_facts:
-        spacing = np.median(np.array([c.spacing for c in cases]), axis=0)
-        fill["spacing"] = [round(float(s), 4) for s in spacing]
-    cfg = get_config(train_cfg.model, **fill, **overrides)
-    if train_cfg.roi_size is not None:
-        patch = tuple(train_cfg.roi_size)
-    elif "roi_size" in overrides:
-        patch = tuple(cfg.roi_size)
-    else:
-        probe = build_model(cfg)
-        patch = probe.fixed_input_size or derive_roi_size(cases, cfg.roi_size,
-                                                            probe.input_multiple)
-    return get_config(train_cfg.model, **fill, **overrides, roi_size=list(patch))
 
 
 def _check_patch(model: Any) -> None:
@@ -180,12 +150,12 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
     train_cases = load_cases(info, train_ids, plan, nnunet.spacing)
     val_cases = load_cases(info, ddp.split_for_rank(val_ids, dist), plan,  # this rank's share
                            nnunet.spacing)
-    model_cfg = _model_config(train_cfg, info, model_overrides, train_cases, nnunet.plan)
+    model_cfg = resolve_model_config(train_cfg, info, model_overrides, train_cases, nnunet.plan)
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(dev)
     _check_patch(model)
     if train_cfg.grad_checkpointing:
-        from medtoken.train.checkpointing import apply_grad_checkpointing
+        from medtoken.train.activation_checkpointing import apply_grad_checkpointing
 
         if not apply_grad_checkpointing(model) and dist.is_main:
             log.warning("--grad-checkpointing: %s has no transformer or MSTM blocks to "

@@ -10,7 +10,7 @@ import torch
 
 from medtoken import create_model, load_model
 from medtoken.config import to_dict
-from medtoken.train.checkpoint import load_checkpoint, load_model_checkpoint, save_checkpoint
+from medtoken.models.checkpoint import load_checkpoint, load_model_checkpoint, save_checkpoint
 from medtoken.utils.errors import InputError
 
 

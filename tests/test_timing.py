@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtoken.benchmark.timing import summarize, time_interleaved
+from medtoken.utils.timing import summarize, time_interleaved
 
 
 def test_time_interleaved_warms_up_then_alternates() -> None:

@@ -11,9 +11,9 @@ import torch
 from monai.losses import DiceCELoss
 
 from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.models.checkpoint import load_checkpoint, load_model_checkpoint
 from medtoken.registry import build_model, get_config
-from medtoken.train.checkpoint import load_checkpoint, load_model_checkpoint
-from medtoken.train.checkpointing import apply_grad_checkpointing
+from medtoken.train.activation_checkpointing import apply_grad_checkpointing
 from medtoken.train.config import TrainConfig
 from medtoken.train.fit import fit
 
