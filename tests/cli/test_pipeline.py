@@ -112,3 +112,26 @@ def test_real_data_train_predict_evaluate(name: str, model: str, sets: list[str]
                   "--set", "train.val_every=1000") == 0
     summary = json.loads((run / "validation" / "summary.json").read_text())
     assert summary["num_cases"] > 40  # the whole validation fold, predicted and scored
+
+
+def test_several_folds_train_into_fold_folders_and_predict_as_one_ensemble(
+        tmp_path: Path) -> None:
+    data = make_synthetic_dataset(tmp_path / "data2d", spatial_dims=2, num_cases=5, seed=3,
+                                  layout="folder2d")
+    cv = tmp_path / "cv"
+    assert _train(data, cv, "unet2d", TINY_UNET2D, "--roi-size", "32", "32",
+                  "--fold", "0", "1") == 0
+    assert sorted(p.name for p in cv.iterdir()) == ["fold_0", "fold_1"]
+    validated = [json.loads((cv / f / "validation" / "summary.json").read_text())["num_cases"]
+                 for f in ("fold_0", "fold_1")]
+    assert validated == [1, 1]  # 5 cases, 5 folds: each fold validates on its own case
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(cv), "-i", str(data / "images"), "-o", str(out)]) == 0
+    assert len(list(out.iterdir())) == 5
+
+
+def test_fold_all_with_other_folds_is_refused(tmp_path: Path, capsys) -> None:
+    assert _train(tmp_path / "missing", tmp_path / "cv", "unet2d", TINY_UNET2D,
+                  "--fold", "0", "all") == 2
+    assert "--fold: 'all' trains on every case" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()

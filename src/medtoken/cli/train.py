@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
+from pathlib import Path
 
 from medtoken.cli.options import add_out, add_renamed
 from medtoken.config import from_dict, parse_set_args, rename_keys
 from medtoken.train.config import AMP_DTYPES, TrainConfig
+from medtoken.utils.errors import InputError
 
 TRAIN_PREFIX = "train."
 
@@ -20,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (MSD, nnU-Net raw or 2D)")
     p.add_argument("--model", required=True, help="model preset (see `medtoken models`)")
     add_out(p, "run folder to create", required=True)
-    p.add_argument("--fold", default="0", help="0-4 (nnU-Net 5-fold split) or 'all'")
+    p.add_argument("--fold", nargs="+", default=["0"], metavar="F",
+                   help="0-4 (nnU-Net 5-fold split) or 'all'; several folds (e.g. --fold 0 1 2 3 "
+                   "4) train one after the other into OUT/fold_F, the layout that predict's "
+                   "ensembles and determine-postprocessing read")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget")
     p.add_argument("--max-steps", type=int, help="optimiser step budget")
@@ -64,7 +70,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
                                            if k.startswith(TRAIN_PREFIX)},
                              "--set train.*", TRAIN_PREFIX)  # old names first: the flags win
     model_overrides = {k: v for k, v in overrides.items() if not k.startswith(TRAIN_PREFIX)}
-    flags = {"data": args.data, "model": args.model, "fold": str(args.fold),
+    flags = {"data": args.data, "model": args.model, "fold": str(args.fold[0]),
              "epochs": args.epochs, "max_minutes": args.max_minutes, "max_steps": args.max_steps,
              "roi_size": args.roi_size, "batch_size": args.batch_size, "lr": args.lr,
              "seed": args.seed, "amp": True if args.amp else None, "amp_dtype": args.amp,
@@ -75,11 +81,32 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
 
 
+def fold_runs(folds: list[str], out: str) -> list[tuple[str, Path]]:
+    """``(fold, run folder)`` per requested fold: ``OUT`` for one fold, ``OUT/fold_F`` for
+    several (the cross-validation layout of nnU-Net's ``fold_0`` … ``fold_4``)."""
+    if len(set(folds)) != len(folds):
+        raise InputError("--fold", f"a fold is given twice: {' '.join(folds)}")
+    if len(folds) == 1:
+        return [(folds[0], Path(out))]
+    if "all" in (f.strip().lower() for f in folds):
+        raise InputError("--fold", "'all' trains on every case; give it alone, not with folds")
+    return [(fold, Path(out) / f"fold_{fold}") for fold in folds]
+
+
 def run(args: argparse.Namespace) -> int:
+    train_cfg, model_overrides = build_train_config(args)
+    for fold, out in fold_runs([str(f) for f in args.fold], args.out):
+        code = _train_one(replace(train_cfg, fold=fold), model_overrides, out, args)
+        if code:
+            return code
+    return 0
+
+
+def _train_one(train_cfg: TrainConfig, model_overrides: dict[str, object], out: Path,
+               args: argparse.Namespace) -> int:
     from medtoken.train.fit import fit
 
-    train_cfg, model_overrides = build_train_config(args)
-    result = fit(train_cfg, args.out, model_overrides, device=args.device, resume=args.resume,
+    result = fit(train_cfg, out, model_overrides, device=args.device, resume=args.resume,
                  overwrite=args.overwrite, progress=False if args.no_progress else None,
                  force_memory=args.force_memory)
     quiet = result.rank != 0  # under torchrun rank 0 reports for the job
