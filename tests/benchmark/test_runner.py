@@ -71,6 +71,30 @@ def test_train_mode_without_baseline(tmp_path: Path) -> None:
     _check_png(tmp_path / "chart.png")
 
 
+@pytest.mark.slow
+def test_compile_both_times_eager_and_compiled_side_by_side(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    import functools
+
+    from medtoken.benchmark import workload
+    from medtoken.utils.compile import maybe_compile
+
+    traced = functools.partial(maybe_compile, backend="eager")  # dynamo without inductor: fast
+    monkeypatch.setattr(workload, "maybe_compile", traced)
+    argv = ["benchmark", "--models", TINY, "--baseline", TINY_BASE, "--input-size",
+            "1,1,16,16,16", "--compile", "both", "--repeats", "1", "--warmup", "0",
+            "--memory", "off", "--threads", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["spec"] == TINY_BASE.replace("[8,16]", "[8, 16]"), r["compiled"])
+            for r in records] == [(False, False), (False, True), (True, False), (True, True)]
+    assert [r["is_baseline"] for r in records] == [False, False, True, False]  # the eager one
+    assert [r["compile_s"] is None for r in records] == [True, False, True, False]
+    assert records[1]["label"].endswith(" [compiled]")
+    md = (tmp_path / "results.md").read_text()
+    assert "--compile both" in md and "compile s |" in md
+
+
 def test_batch_size_sweep_writes_one_record_per_value_and_a_line_plot(tmp_path: Path) -> None:
     records = _run(tmp_path, "--models", TINY, "--baseline", TINY_BASE,
                    "--input-size", "1,1,16,16,16", "--sweep", "batch_size=1,2")

@@ -143,3 +143,38 @@ def test_train_flags_reach_the_config(flags: list[str], expected: dict) -> None:
                                       *flags])
     cfg, _ = build_train_config(args)
     assert {k: getattr(cfg, k) for k in expected} == expected
+
+
+def test_compiled_run_saves_plain_keys_and_may_change_compile_on_resume(
+        data: Path, tmp_path: Path, monkeypatch) -> None:
+    import functools
+
+    from medtoken.train import distributed
+    from medtoken.utils.compile import maybe_compile
+
+    traced = functools.partial(maybe_compile, backend="eager")  # dynamo without inductor: fast
+    monkeypatch.setattr(distributed, "maybe_compile", traced)
+    run = tmp_path / "c"
+    fit(_cfg(data, epochs=1, compile=True), run, TINY, device="cpu")
+    state = load_checkpoint(run / "checkpoint_last.pt")
+    assert state["train_config"]["compile"] is True
+    assert not [k for k in state["model"] if "_orig_mod" in k or k.startswith("model.")]
+    result = fit(_cfg(data, epochs=2, compile=False), run, TINY, device="cpu", resume=True)
+    assert result.steps_done == 4
+
+
+@pytest.mark.slow
+def test_compiled_run_resumes_to_the_uninterrupted_compiled_weights(data: Path, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """Inductor, SIGTERM mid-epoch, resume: the same weights as one uninterrupted compiled run
+    (the same tolerance as the eager resume test; inductor's kernels are deterministic)."""
+    fit(_cfg(data, epochs=3, compile=True), tmp_path / "straight", TINY, device="cpu")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        fit(_cfg(data, epochs=3, compile=True), tmp_path / "resumed", TINY, device="cpu")
+    fit(_cfg(data, epochs=3, compile=True), tmp_path / "resumed", TINY, device="cpu", resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")
+    assert a["step"] == b["step"] == 6
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6)

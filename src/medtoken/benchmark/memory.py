@@ -63,6 +63,7 @@ class MemoryJob:
     data: str | None = None
     case_ids: list[str] = dataclasses.field(default_factory=list)
     overlap: float = 0.5
+    compile: bool = False
 
 
 def _run_job(job: MemoryJob, device: torch.device) -> None:
@@ -78,7 +79,7 @@ def _run_job(job: MemoryJob, device: torch.device) -> None:
         cases = load_volume_cases(job.data, None, cfg.in_channels, cfg.spatial_dims,
                                   case_ids=job.case_ids)
     workload = build_workload(model, job.mode, job.input_size, device, job.amp, cases,
-                              job.overlap)
+                              job.overlap, job.compile)
     for index in range(job.steps):
         workload.step(index)
 

@@ -124,10 +124,12 @@ def _fmt(value: Any, spec: str) -> str:
 
 def _table(records: Sequence[dict[str, Any]]) -> list[str]:
     unit = "cases/s" if records and records[0]["mode"] == "volume" else "items/s"
+    compiled = any(r.get("compiled") for r in records)
     lines = [f"| model | mode | input | latency ms median (min–max) | {unit} | peak MB | GFLOPs "
-             "| params M | speed-up | memory × |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| params M | speed-up | memory × |" + (" compile s |" if compiled else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else "")]
     for r in records:
+        extra = f" {_fmt(r.get('compile_s'), '.1f')} |" if compiled else ""
         lat = r["latency_ms"]
         lines.append(
             f"| `{r['label']}`{' (baseline)' if r.get('is_baseline') else ''} | {r['mode']} "
@@ -136,7 +138,7 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
             f"| {r['throughput_per_s']:.3g} | {_fmt(r.get('peak_mem_mb'), '.1f')} "
             f"| {_fmt(r.get('gflops'), '.3g')} | {r['params'] / 1e6:.3g} "
             f"| {_fmt(r.get('speedup_vs_baseline'), '.2f')} "
-            f"| {_fmt(r.get('memory_vs_baseline'), '.2f')} |")
+            f"| {_fmt(r.get('memory_vs_baseline'), '.2f')} |{extra}")
     return lines
 
 
@@ -177,7 +179,9 @@ def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
         f"FLOPs: {first['flop_counter']}, one eval forward of the input batch"
         + (" (one sliding-window batch)" if first["mode"] == "volume" else "") + ". "
         f"Memory: {first.get('memory_method') or 'not measured'}. Speed-up = baseline median "
-        "latency / model median latency; memory × = model peak / baseline peak.", "",
+        "latency / model median latency; memory × = model peak / baseline peak."
+        + (" Compile s: the first, compiling step of a `torch.compile`-d model (not in the "
+           "repeats)." if any(r.get("compiled") for r in records) else ""), "",
         *_profile_table(records),
     ]
     return "\n".join(lines)

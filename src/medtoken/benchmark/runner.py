@@ -48,7 +48,9 @@ from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
 from medtoken.utils.timing import summarize, time_interleaved
 
-__all__ = ["BenchmarkSettings", "run_benchmark"]
+__all__ = ["COMPILE_CHOICES", "BenchmarkSettings", "run_benchmark"]
+
+COMPILE_CHOICES = ("off", "on", "both")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class BenchmarkSettings:
         memory: ``isolated``, ``inprocess`` or ``off`` (see :mod:`medtoken.benchmark.memory`).
         profile: forwards per model of a per-submodule time breakdown after the timed steps
             (0: none; see :mod:`medtoken.benchmark.profile`).
+        compile: ``off``, ``on`` (every model ``torch.compile``-d) or ``both`` (each model
+            eager and compiled, timed interleaved); the compiling first step is timed apart
+            (``compile_s``), never inside the repeats.
     """
 
     input_size: tuple[int, ...]
@@ -80,6 +85,7 @@ class BenchmarkSettings:
     overlap: float = 0.5
     memory: str = "isolated"
     profile: int = 0
+    compile: str = "off"
 
     def __post_init__(self) -> None:
         if len(self.input_size) not in (4, 5) or min(self.input_size) < 1:
@@ -97,6 +103,8 @@ class BenchmarkSettings:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.profile < 0:
             raise ValueError(f"profile must be >= 0, got {self.profile}")
+        if self.compile not in COMPILE_CHOICES:
+            raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
         if self.memory not in MEMORY_METHODS:
             raise ValueError(f"memory must be one of {MEMORY_METHODS}, got {self.memory!r}")
 
@@ -112,16 +120,23 @@ class _Entry:
     point: int
     sweep_value: Any = None
     sweep_applied: bool = False
+    compiled: bool = False
+
+    @property
+    def key(self) -> str:
+        """Unique within a point: the spec, marked when compiled."""
+        return f"{self.spec.text} [compiled]" if self.compiled else self.spec.text
 
 
 def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: tuple[int, ...],
-          sweep: Sweep | None) -> list[list[_Entry]]:
-    """Benchmark points, each a list of entries; the baseline is measured at every point."""
+          sweep: Sweep | None, compile: str = "off") -> list[list[_Entry]]:
+    """Benchmark points, each a list of entries; the baseline is measured at every point
+    (eager and compiled entries of each model side by side with ``compile='both'``)."""
     unique = {s.text: s for s in [*models, *([baseline] if baseline is not None else [])]}
     specs, model_texts = list(unique.values()), {s.text for s in models}
     points: list[list[_Entry]] = []
     for point, value in enumerate(sweep.values if sweep else [None]):
-        group = []
+        group: list[_Entry] = []
         for spec in specs:
             is_baseline = baseline is not None and spec.text == baseline.text
             entry = _Entry(spec, spec, input_size, is_baseline, point, value)
@@ -136,7 +151,9 @@ def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: t
             elif sweep is not None and spec.text in model_texts:
                 entry = replace(entry, spec=spec.with_override(sweep.key, value),
                                 sweep_applied=True)
-            group.append(entry)
+            modes = {"off": [False], "on": [True], "both": [False, True]}[compile]
+            group.extend(replace(entry, compiled=c, is_baseline=is_baseline and c == modes[0])
+                         for c in modes)  # with 'both' the eager baseline is the baseline
         points.append(group)
     return points
 
@@ -147,7 +164,7 @@ def _job(config: Any, entry: _Entry, settings: BenchmarkSettings, device: torch.
                      mode=settings.mode, input_size=list(entry.input_size), device=str(device),
                      amp=settings.amp, threads=settings.threads, data=settings.data,
                      case_ids=[cases.case_ids[cases.largest]] if cases else [],
-                     steps=1 if cases else 2, overlap=settings.overlap)
+                     steps=1 if cases else 2, overlap=settings.overlap, compile=entry.compiled)
 
 
 def _validate(entry: _Entry) -> Any:
@@ -196,6 +213,7 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
               sweep: Sweep | None) -> dict[str, Any]:
     label = entry.spec.text if sweep is None else f"{entry.base_spec.text} [{sweep.key}=" \
         f"{entry.sweep_value}]"
+    label += " [compiled]" if entry.compiled else ""
     record: dict[str, Any] = {
         "model": entry.spec.preset, "spec": entry.spec.text, "label": label,
         "base_spec": entry.base_spec.text, "is_baseline": entry.is_baseline,
@@ -205,7 +223,7 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
         else "float32", "amp": settings.amp, "threads": torch.get_num_threads(),
         "warmup": settings.warmup, "repeats": settings.repeats, "point": entry.point,
         "sweep_key": sweep.key if sweep else None, "sweep_value": entry.sweep_value,
-        "sweep_applied": entry.sweep_applied,
+        "sweep_applied": entry.sweep_applied, "compiled": entry.compiled,
     }
     if settings.mode == "volume":
         record.update({"data": settings.data, "overlap": settings.overlap,
@@ -219,27 +237,27 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
     """Memory, complexity and interleaved timing of one point's models (configs by spec)."""
     records: dict[str, dict[str, Any]] = {}
     for entry in group:  # memory first, one model at a time, before any model is resident
-        job = _job(configs[entry.spec.text], entry, settings, device, cases)
-        mem, method = measure_peak_memory(job, settings.memory)
         config = configs[entry.spec.text]
-        records[entry.spec.text] = {**_describe(entry, settings, device, sweep),
-                                    "peak_mem_mb": mem, "memory_method": method,
-                                    "family": type(config).family, "config": to_dict(config)}
+        mem, method = measure_peak_memory(_job(config, entry, settings, device, cases),
+                                          settings.memory)
+        records[entry.key] = {**_describe(entry, settings, device, sweep),
+                              "peak_mem_mb": mem, "memory_method": method,
+                              "family": type(config).family, "config": to_dict(config)}
     steps, models = {}, {}
     for entry in group:
         model = build_model(configs[entry.spec.text]).to(device)
-        models[entry.spec.text] = model
+        models[entry.key] = model
         check_input_size(model, entry.spec, entry.input_size)
-        records[entry.spec.text].update(_complexity(model, entry, device))
+        records[entry.key].update(_complexity(model, entry, device))
         work = build_workload(model, settings.mode, entry.input_size, device, settings.amp,
-                              cases, settings.overlap)
-        steps[entry.spec.text] = work.step
-        records[entry.spec.text]["items_per_step"] = work.items_per_step
+                              cases, settings.overlap, entry.compiled)
+        steps[entry.key] = work.step
+        records[entry.key].update(items_per_step=work.items_per_step, compile_s=work.compile_s)
     times = time_interleaved(steps, settings.warmup, settings.repeats, device)
     if settings.profile:
         for entry in group:
-            records[entry.spec.text]["module_ms"] = _profile(models[entry.spec.text], entry,
-                                                             settings, device)
+            records[entry.key]["module_ms"] = _profile(models[entry.key], entry, settings,
+                                                       device)
     del steps, model, work, models
     gc.collect()
     for name, record in records.items():
@@ -260,7 +278,8 @@ def run_benchmark(models: Sequence[ModelSpec], settings: BenchmarkSettings,
         ``throughput_per_s``, ``peak_mem_mb`` and ``memory_method``, ``gflops`` and
         ``flop_counter``, ``params``, ``tokens``, ``speedup_vs_baseline``,
         ``memory_vs_baseline``, the settings (``dtype``, ``amp``, ``threads``, ``warmup``,
-        ``repeats``, sweep and volume-mode fields), the resolved ``config`` and the machine
+        ``repeats``, sweep and volume-mode fields), ``compiled`` and ``compile_s`` (seconds of
+        the compiling first step, ``None`` when eager), the resolved ``config`` and the machine
         (:func:`medtoken.benchmark.report.environment`).
 
     Raises:
@@ -280,7 +299,7 @@ def run_benchmark(models: Sequence[ModelSpec], settings: BenchmarkSettings,
             assert settings.data is not None
             cases = load_volume_cases(settings.data, settings.repeats, settings.input_size[1],
                                       len(settings.input_size) - 2)
-        groups = _plan(models, baseline, settings.input_size, sweep)
+        groups = _plan(models, baseline, settings.input_size, sweep, settings.compile)
         # every spec of every point is checked before any time is spent
         configs = [{entry.spec.text: _validate(entry) for entry in group} for group in groups]
         records = []

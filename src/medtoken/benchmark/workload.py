@@ -7,11 +7,16 @@
 - ``volume``: whole-case sliding-window prediction (Gaussian blending, softmax, argmax and the
   copy of the labels back to the host) of one normalised case already in memory, so that reading
   files is not timed. The number a user waits for per case, minus the file I/O.
+
+With ``compile`` the model's forward (``forward_with_aux`` in train mode) runs through
+:func:`medtoken.utils.compile.maybe_compile`; :func:`build_workload` then runs one untimed step
+that compiles it and reports that step's seconds as ``compile_s``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medtoken.utils.compile import maybe_compile
 from medtoken.utils.errors import InputError
 
 __all__ = [
@@ -57,10 +63,12 @@ class Workload:
     Attributes:
         step: runs one unit; its argument is the repetition index (volume mode: which case).
         items_per_step: samples per step (the batch size), or 1 case in volume mode.
+        compile_s: seconds of the first (compiling) step with ``compile``, else ``None``.
     """
 
     step: Callable[[int], None]
     items_per_step: int
+    compile_s: float | None = None
 
 
 @dataclass
@@ -122,17 +130,19 @@ def load_volume_cases(data: str | Path, count: int | None, in_channels: int,
     return VolumeCases(ids, images)
 
 
-def _infer_workload(model: Any, x: torch.Tensor, amp: bool) -> Workload:
+def _infer_workload(model: Any, x: torch.Tensor, amp: bool, compile: bool) -> Workload:
     model.eval()
+    forward = maybe_compile(model, compile)
 
     def step(_index: int) -> None:
         with torch.inference_mode(), autocast(x.device, amp):
-            model(x)
+            forward(x)
 
     return Workload(step, int(x.shape[0]))
 
 
-def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool) -> Workload:
+def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool,
+                    compile: bool) -> Workload:
     from medtoken.models.losses import segmentation_loss_for
     from medtoken.train.optim import build_optimizer
 
@@ -140,10 +150,11 @@ def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool) -> 
     optimizer = build_optimizer(model, TRAIN_LR, TRAIN_WEIGHT_DECAY)
     loss_fn = segmentation_loss_for(model)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and x.device.type == "cuda")
+    forward = maybe_compile(model.forward_with_aux, compile)
 
     def step(_index: int) -> None:
         with autocast(x.device, amp):
-            out = model.forward_with_aux(x, y)
+            out = forward(x, y)
             loss = loss_fn(out.logits.float(), y) + sum(out.losses.values())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -154,16 +165,17 @@ def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool) -> 
 
 
 def _volume_workload(model: Any, cases: VolumeCases, device: torch.device, amp: bool,
-                     overlap: float, sw_batch_size: int) -> Workload:
+                     overlap: float, sw_batch_size: int, compile: bool) -> Workload:
     from medtoken.inference.sliding_window import predict_probabilities
 
     model.eval()
     roi = model.fixed_input_size or model.config.roi_size
+    forward = maybe_compile(model, compile)
 
     def step(index: int) -> None:
         image = cases.images[index % len(cases.images)].to(device)  # (1, C, *S)
         with autocast(device, amp):
-            probs = predict_probabilities(model, image, roi, overlap=overlap,
+            probs = predict_probabilities(forward, image, roi, overlap=overlap,
                                           sw_batch_size=sw_batch_size)  # (1, K, *S)
         probs.argmax(1).cpu()
 
@@ -172,7 +184,7 @@ def _volume_workload(model: Any, cases: VolumeCases, device: torch.device, amp: 
 
 def build_workload(model: Any, mode: str, input_size: Sequence[int], device: torch.device,
                    amp: bool = False, cases: VolumeCases | None = None,
-                   overlap: float = 0.5) -> Workload:
+                   overlap: float = 0.5, compile: bool = False) -> Workload:
     """The timed step of ``model`` (already on ``device``) in ``mode``.
 
     Args:
@@ -180,14 +192,23 @@ def build_workload(model: Any, mode: str, input_size: Sequence[int], device: tor
             ``S`` the window.
         cases: the cases of volume mode.
         overlap: sliding-window overlap (volume mode).
+        compile: ``torch.compile`` the forward; one step runs here (untimed by the caller's
+            repeats) to compile it, and its seconds are the workload's ``compile_s``.
     """
     if mode == "volume":
         if cases is None:
             raise ValueError("volume mode needs cases")
-        return _volume_workload(model, cases, device, amp, overlap, int(input_size[0]))
-    x, y = make_batch(input_size, model.num_classes, device)
-    if mode == "infer":
-        return _infer_workload(model, x, amp)
-    if mode == "train":
-        return _train_workload(model, x, y, amp)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        work = _volume_workload(model, cases, device, amp, overlap, int(input_size[0]), compile)
+    elif mode in ("infer", "train"):
+        x, y = make_batch(input_size, model.num_classes, device)
+        work = (_infer_workload(model, x, amp, compile) if mode == "infer"
+                else _train_workload(model, x, y, amp, compile))
+    else:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if compile:
+        start = time.perf_counter()
+        work.step(0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        work.compile_s = time.perf_counter() - start
+    return work

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, N forwards per model with the time split by top-level "
                    "submodule (where the time goes; default: 0 = off)")
+    p.add_argument("--compile", nargs="?", const="on", default="off", metavar="off|on|both",
+                   help="torch.compile the models (inductor): on, or both = each model eager and "
+                   "compiled side by side; compile time is reported apart (default: off)")
     add_out(p, f"folder for results.json/.csv/.md and charts (default: {_DEFAULT_OUT})",
             default=_DEFAULT_OUT, metavar="DIR")
 
@@ -69,6 +72,7 @@ def command_line(args: argparse.Namespace) -> str:
     if args.mode == "volume":
         parts += ["--data", str(args.data), "--overlap", str(args.overlap)]
     parts += ["--profile", str(args.profile)] if args.profile else []
+    parts += ["--compile", args.compile] if args.compile != "off" else []
     parts += ["--memory", args.memory, "--out", args.out]
     return shlex.join(parts)
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             input_size=parse_input_size(args.input_size), mode=args.mode, repeats=args.repeats,
             warmup=args.warmup, device=args.device, amp=args.amp, threads=args.threads,
             data=args.data, overlap=args.overlap, memory=args.memory,
-            profile=args.profile)
+            profile=args.profile, compile=args.compile)
     except ValueError as err:
         raise InputError(None, str(err)) from None
     records = run_benchmark(parse_specs(args.models),

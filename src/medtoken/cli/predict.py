@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="predict at the spacing the model was trained at (plan, the default), "
                    "at each input's own (native) or at X,Y,Z mm; outputs keep the input geometry")
     p.add_argument("--device", default="auto", help="where windows run: auto, cpu or cuda")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (inductor; checkpoints only): slower first "
+                   "case, faster windows after it")
     p.add_argument("--stitching", choices=("slab", "full"), default="slab",
                    help="slab: blend and argmax slab by slab, memory grows with the voxels "
                    "(default); full: MONAI's whole-volume float32 probabilities (reference)")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         accumulate_dtype=args.accumulate_dtype, accumulate_device=args.accumulate_device,
         batch_size=args.batch_size, save_probabilities=args.save_probabilities,
         probabilities_dtype=args.probabilities_dtype, force_memory=args.force_memory,
-        spacing=args.spacing,
+        spacing=args.spacing, compile=args.compile,
         progress=not args.no_progress and not getattr(args, "quiet", False) and sys.stderr.isatty())
     device = resolve_device(args.device)
     members = load_members(args.model, device, overrides=parse_set_args(args.set),

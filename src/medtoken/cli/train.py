@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute transformer/MSTM block activations in the backward pass "
                    "(less memory, more compute)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (inductor; the first step compiles)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--force-memory", action="store_true",
@@ -76,7 +78,8 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
              "seed": args.seed, "amp": True if args.amp else None, "amp_dtype": args.amp,
              "grad_checkpointing": args.grad_checkpointing or None,
              "accumulate": args.accumulate, "plans": args.plans,
-             "configuration": args.configuration, "spacing": args.spacing}
+             "configuration": args.configuration, "spacing": args.spacing,
+             "compile": args.compile or None}
     values = {**train_keys, **{k: v for k, v in flags.items() if v is not None}}
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
 

@@ -33,6 +33,8 @@ class PredictOptions:
         save_probabilities: also return / write the probabilities (``--save-probabilities``).
         probabilities_dtype: ``"float16"`` or ``"float32"`` (``--probabilities-dtype``).
         force_memory: predict even when the estimate exceeds the memory (``--force-memory``).
+        compile: ``torch.compile`` each PyTorch model once for all cases (``--compile``;
+            exports refuse it).
         progress: progress bars on a terminal (off with ``--no-progress``).
         spacing: ``"plan"`` (the spacing the model was trained at, the checkpoint's
             ``target_spacing``; none for models trained on native spacing), ``"native"`` (each
@@ -49,6 +51,7 @@ class PredictOptions:
     save_probabilities: bool = False
     probabilities_dtype: str = "float16"
     force_memory: bool = False
+    compile: bool = False
     progress: bool = False
     spacing: str = "plan"
 

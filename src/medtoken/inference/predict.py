@@ -14,6 +14,7 @@ export: order 1, separate z when anisotropic); a case already at that spacing is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ from medtoken.inference.sliding_window import predict_probabilities
 from medtoken.models.checkpoint import LoadedModel
 from medtoken.postprocessing.plan import PostprocessingPlan, apply_postprocessing, read_plan
 from medtoken.utils.atomic import atomic_path
+from medtoken.utils.compile import maybe_compile
 from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory
 
@@ -92,6 +94,19 @@ def _batch(model: Any, options: PredictOptions) -> tuple[int, bool]:
 
 def _as_list(models: LoadedModel | Sequence[LoadedModel]) -> list[LoadedModel]:
     return [models] if isinstance(models, LoadedModel) else list(models)
+
+
+def _compiled(members: Sequence[LoadedModel]) -> list[LoadedModel]:
+    """Each member with its model ``torch.compile``-d (attributes such as ``config`` still read
+    through to the model; one graph per window batch shape, compiled on its first call).
+
+    Raises:
+        InputError: a member is an exported model.
+    """
+    if not all(isinstance(m.model, torch.nn.Module) for m in members):
+        raise InputError("--compile", "applies to checkpoints; an exported model runs in its "
+                         "own runtime")
+    return [dataclasses.replace(m, model=maybe_compile(m.model, True)) for m in members]
 
 
 def _normalised(members: Sequence[LoadedModel], image: np.ndarray) -> list[torch.Tensor]:
@@ -331,8 +346,8 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
         postprocess: a plan applied to the labels before they are written (the probabilities
             are kept as predicted, as nnU-Net does); check it with :func:`check_postprocessing`.
     """
-    members = _as_list(models)
     options = options or PredictOptions()
+    members = _compiled(_as_list(models)) if options.compile else _as_list(models)
     out = Path(out_dir)
     check_output_folder(out, cases)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,9 @@ class TrainConfig:
             dataset's dimensionality).
         spacing: resampling of the cases: ``auto`` (the plan's target spacing for the nnunet
             models, else none), ``plan``, ``native`` (none) or ``X,Y,Z`` in mm per array axis.
+        compile: ``torch.compile`` (inductor) the training step's forward and backward; the
+            first step compiles (seconds to minutes), validation stays eager (docs/benchmarks.md
+            has the measured speed-ups).
     """
 
     data: str = ""
@@ -68,6 +71,7 @@ class TrainConfig:
     plans: str | None = None
     configuration: str | None = None
     spacing: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "accumulate"):
@@ -97,9 +101,9 @@ class TrainConfig:
         steps = self.epochs * self.steps_per_epoch
         return min(steps, self.max_steps) if self.max_steps else steps
 
-    # Fields that may change when a run is resumed (budgets, and activation checkpointing, which
-    # changes memory and speed but not the gradients); everything else must match.
+    # Fields that may change when a run is resumed (budgets, and activation checkpointing and
+    # compilation, which change memory and speed but not the maths); everything else must match.
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "max_minutes",
-                                                    "val_every", "grad_checkpointing")
+                                                    "val_every", "grad_checkpointing", "compile")
     # Old field names still accepted (medtoken.config.from_dict), old -> new.
     RENAMED: ClassVar[dict[str, str]] = {"patch_size": "roi_size"}

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from medtoken.utils.compile import maybe_compile
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
 
@@ -171,13 +172,15 @@ class TrainForward(nn.Module):
         return out.logits, aux
 
 
-def wrap_for_training(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
-    """:class:`TrainForward` of ``model``, in DDP when distributed.
+def wrap_for_training(model: nn.Module, info: DistInfo, device: torch.device,
+                      compile: bool = False) -> nn.Module:
+    """:class:`TrainForward` of ``model`` (``torch.compile``-d with ``compile``), in DDP when
+    distributed. ``model`` itself stays uncompiled: its ``state_dict`` keys are its own.
 
     ``find_unused_parameters`` follows the model's ``needs_unused_parameter_search`` (a
     per-step search of the autograd graph is costly, so it is never on by default).
     """
-    step = TrainForward(model)
+    step = maybe_compile(TrainForward(model), compile)
     if not info.enabled:
         return step
     return DistributedDataParallel(

@@ -251,7 +251,7 @@ class _Trainer:
             cfg.max_minutes * 60 if cfg.max_minutes else None, cfg.warmup_steps)
         self.amp_dtype = _amp_dtype(cfg, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step_module = ddp.wrap_for_training(model, dist, device)
+        self.step_module = ddp.wrap_for_training(model, dist, device, compile=cfg.compile)
         self.epoch = 0
         self.best = -math.inf
         self.rows = run.read_log() if dist.is_main else []

@@ -1,0 +1,41 @@
+"""``torch.compile`` behind one switch (``--compile`` of train, predict and benchmark).
+
+The compiled callable shares the module's parameters: optimisers, checkpoints and
+``state_dict`` keep using the original module (keys without ``_orig_mod.``). Shapes are static
+(``dynamic=False``): a new input shape (e.g. the last, smaller sliding-window batch) compiles
+one more graph instead of a slower shape-generic one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["COMPILE_MODES", "maybe_compile"]
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def maybe_compile(fn: F, enabled: bool, mode: str = "default", backend: str = "inductor") -> F:
+    """``torch.compile(fn)`` (inductor) when ``enabled``, else ``fn`` itself.
+
+    Args:
+        fn: a module or a function (e.g. a bound ``forward_with_aux``).
+        enabled: compile or not.
+        mode: ``torch.compile``'s mode (one of :data:`COMPILE_MODES`).
+        backend: ``torch.compile``'s backend (``eager``/``aot_eager`` trace without code
+            generation: for tests and debugging).
+
+    Returns:
+        a callable with ``fn``'s signature; compilation happens on its first call.
+    """
+    if not enabled:
+        return fn
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    chosen = mode if backend == "inductor" else None  # the other backends take no mode
+    return torch.compile(fn, backend=backend, mode=chosen, dynamic=False)  # type: ignore[return-value]

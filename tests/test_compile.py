@@ -1,0 +1,73 @@
+"""maybe_compile: compiled and eager models agree (forward and gradients) on a tiny model of each
+family; one fast representative, the others marked slow (inductor compiles for seconds each).
+
+Tolerance: rtol 1e-4, atol 1e-5 on logits and on every parameter's gradient in float32 (inductor
+fuses and reorders reductions, so equality holds to rounding, not bit for bit).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medtoken import create_model
+from medtoken.utils.compile import maybe_compile
+
+RTOL, ATOL = 1e-4, 1e-5
+FAST = ("unet3d", {"roi_size": (16, 16, 16), "channels": (4, 8)})
+SLOW = [
+    ("unet2d", {"roi_size": (32, 32), "channels": (4, 8, 16)}),
+    ("dynunet3d", {"roi_size": (16, 16, 16), "base_filters": 4, "max_filters": 16}),
+    ("tmunet_test", {}), ("tmunet3d_test", {}), ("scd_test", {}), ("scd2d_test", {}),
+    ("tokenseg_test", {}), ("tokenseg2d_test", {}), ("mstm_layer_test", {}),
+]
+
+
+def test_disabled_is_the_identity_and_bad_mode_is_refused() -> None:
+    model = torch.nn.Linear(2, 2)
+    assert maybe_compile(model, False) is model
+    with pytest.raises(ValueError, match="compile mode"):
+        maybe_compile(model, True, mode="fastest")
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _train_step(forward, model: torch.nn.Module, x: torch.Tensor,
+                y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # the same draws for models with randomness in training
+    out = forward(x, y)
+    (out.logits.float().square().mean() + sum(out.losses.values())).backward()
+    return out.logits.detach(), _grads(model)
+
+
+def _check_agreement(name: str, overrides: dict) -> None:
+    model = create_model(name, num_classes=3, **overrides)
+    x = torch.randn(2, model.in_channels, *model.config.roi_size)
+    y = torch.randint(0, 3, (2, 1, *model.config.roi_size))
+    model.eval()
+    compiled = maybe_compile(model, True)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), model(x), rtol=RTOL, atol=ATOL)
+    model.train()
+    logits_e, grads_e = _train_step(model.forward_with_aux, model, x, y)
+    logits_c, grads_c = _train_step(maybe_compile(model.forward_with_aux, True), model, x, y)
+    torch.testing.assert_close(logits_c, logits_e, rtol=RTOL, atol=ATOL)
+    assert grads_c.keys() == grads_e.keys()
+    for key, grad in grads_e.items():
+        torch.testing.assert_close(grads_c[key], grad, rtol=RTOL, atol=ATOL, msg=key)
+
+
+@pytest.mark.slow
+def test_compiled_equals_eager_fast_representative(monkeypatch) -> None:
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    _check_agreement(*FAST)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "overrides"), SLOW, ids=[n for n, _ in SLOW])
+def test_compiled_equals_eager_every_family(name: str, overrides: dict, monkeypatch) -> None:
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random draws
+    _check_agreement(name, overrides)
