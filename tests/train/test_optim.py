@@ -42,3 +42,57 @@ def test_time_budget_drives_progress_and_state_round_trips() -> None:
     other = ProgressSchedule(_opt(), 1.0, None, 100.0, 0)
     other.load_state_dict(sched.state_dict())
     assert other.lr() == pytest.approx(sched.lr())
+
+
+def _lrs(sched: ProgressSchedule, opt: torch.optim.Optimizer, steps: int) -> list[float]:
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(steps):
+        sched.step(0.0)
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+def test_exponential_steps_once_per_epoch() -> None:
+    opt = _opt()
+    sched = ProgressSchedule(opt, 1e-3, max_steps=9, max_seconds=None, warmup_steps=0,
+                             kind="exponential", gamma=0.98, steps_per_epoch=3)
+    expected = [1e-3 * 0.98 ** (s // 3) for s in range(10)]  # constant within an epoch
+    assert _lrs(sched, opt, 9) == pytest.approx(expected)
+
+
+def test_poly_steps_every_step_to_zero() -> None:
+    opt = _opt()
+    sched = ProgressSchedule(opt, 1e-2, max_steps=4, max_seconds=None, warmup_steps=0,
+                             kind="poly", exponent=0.9)
+    assert _lrs(sched, opt, 4) == pytest.approx([1e-2 * (1 - s / 4) ** 0.9 for s in range(5)])
+    assert opt.param_groups[0]["lr"] == 0.0 and sched.finished()
+
+
+def test_sgd_and_adam_and_layer_decay_groups() -> None:
+    from medtoken.train.optim import build_optimizer, layer_lr_scale
+
+    sgd = build_optimizer(torch.nn.Linear(2, 2), 0.1, 3e-5, name="sgd")
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["momentum"] == 0.99 and sgd.defaults["nesterov"]
+    adam = build_optimizer(torch.nn.Linear(2, 2), 0.1, 0.0, name="adam", betas=(0.9, 0.95))
+    assert type(adam) is torch.optim.Adam and adam.defaults["betas"] == (0.9, 0.95)
+    assert layer_lr_scale("encoder.blocks.0.attn.qkv.weight", 12, 0.75) == pytest.approx(
+        0.75 ** 12)
+    assert layer_lr_scale("encoder.blocks.11.mlp.fc1.weight", 12, 0.75) == pytest.approx(0.75)
+    assert layer_lr_scale("encoder.pos_embed", 12, 0.75) == pytest.approx(0.75 ** 13)
+    assert layer_lr_scale("decoder.conv.weight", 12, 0.75) == 1.0
+
+
+def test_layer_decay_scales_the_schedule_per_group() -> None:
+    from medtoken import create_model
+    from medtoken.train.optim import build_optimizer
+
+    model = create_model("scd_test")
+    opt = build_optimizer(model, 1.0, 0.05, layer_decay=0.5)
+    sched = ProgressSchedule(opt, 1.0, max_steps=10, max_seconds=None, warmup_steps=0)
+    depth = 1 + max(int(n.split(".")[2]) for n, _ in model.named_parameters()
+                    if n.startswith("encoder.blocks."))
+    scales = sorted({g["lr_scale"] for g in opt.param_groups}, reverse=True)
+    assert scales[0] == 1.0 and scales[-1] == pytest.approx(0.5 ** (depth + 1))
+    for group in opt.param_groups:
+        assert group["lr"] == pytest.approx(sched.lr() * group["lr_scale"])

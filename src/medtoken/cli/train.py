@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="0-4 (nnU-Net 5-fold split) or 'all'; several folds (e.g. --fold 0 1 2 3 "
                    "4) train one after the other into OUT/fold_F, the layout that predict's "
                    "ensembles and determine-postprocessing read")
+    p.add_argument("--recipe", default="medtoken", metavar="NAME",
+                   help="training recipe: medtoken (default), tmunet, vit or nnunet "
+                   "(docs/training.md); flags and --set train.* override its values")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget")
     p.add_argument("--max-steps", type=int, help="optimiser step budget")
@@ -66,7 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, object]]:
-    """The training config from flags and ``--set train.*``, and the model overrides."""
+    """The training config (recipe, then ``--set train.*``, then flags), and the model
+    overrides."""
+    from medtoken.train.recipes import recipe_values
+
     overrides = parse_set_args(args.set)
     train_keys = rename_keys(TrainConfig, {k[len(TRAIN_PREFIX):]: v for k, v in overrides.items()
                                            if k.startswith(TRAIN_PREFIX)},
@@ -80,7 +86,8 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
              "accumulate": args.accumulate, "plans": args.plans,
              "configuration": args.configuration, "spacing": args.spacing,
              "compile": args.compile or None}
-    values = {**train_keys, **{k: v for k, v in flags.items() if v is not None}}
+    values = {**recipe_values(args.recipe), **train_keys,
+              **{k: v for k, v in flags.items() if v is not None}}
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
 
 

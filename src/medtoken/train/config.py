@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-__all__ = ["AMP_DTYPES", "DEFAULT_BATCH_SIZE", "TrainConfig"]
+__all__ = ["AMP_DTYPES", "DEFAULT_BATCH_SIZE", "LOSSES", "OPTIMIZERS", "SCHEDULERS", "TrainConfig"]
 
 AMP_DTYPES = ("auto", "fp16", "bf16")
 DEFAULT_BATCH_SIZE = 2
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("warmup_cosine", "exponential", "poly")
+LOSSES = ("dice_ce", "dice_focal_bce")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,18 @@ class TrainConfig:
         compile: ``torch.compile`` (inductor) the training step's forward and backward; the
             first step compiles (seconds to minutes), validation stays eager (docs/benchmarks.md
             has the measured speed-ups).
+        recipe: the named preset (:mod:`medtoken.train.recipes`) these values started from;
+            the defaults below are the ``medtoken`` recipe.
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (:mod:`medtoken.train.optim`); ``betas`` for
+            the Adams, ``momentum`` and ``nesterov`` for SGD; ``layer_decay`` < 1 lowers the
+            learning rate of early ViT encoder blocks.
+        scheduler: ``warmup_cosine`` (floor ``min_lr_ratio``), ``exponential`` (``lr_gamma``
+            per epoch) or ``poly`` (``poly_exponent``), see :mod:`medtoken.train.optim`.
+        grad_clip: gradient-norm clip (``None``: no clipping).
+        loss: ``dice_ce`` (MONAI DiceCE, Dice and CE weighted 1:1) or ``dice_focal_bce``
+            (TM-UNet's 0.8 Dice + 0.2 focal-BCE), see :mod:`medtoken.train.losses`; the
+            ``loss_*`` fields set its Dice term (background class included, squared
+            predictions in the denominator, one Dice over the whole batch, smoothing).
     """
 
     data: str = ""
@@ -59,7 +74,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 3e-5
     warmup_steps: int = 50
-    grad_clip: float = 12.0
+    grad_clip: float | None = 12.0
     foreground_ratio: float = 0.33
     val_every: int = 5
     val_overlap: float = 0.5
@@ -72,6 +87,22 @@ class TrainConfig:
     configuration: str | None = None
     spacing: str = "auto"
     compile: bool = False
+    recipe: str = "medtoken"
+    optimizer: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.99
+    nesterov: bool = True
+    layer_decay: float = 1.0
+    scheduler: str = "warmup_cosine"
+    min_lr_ratio: float = 0.01
+    lr_gamma: float = 0.98
+    poly_exponent: float = 0.9
+    loss: str = "dice_ce"
+    loss_include_background: bool = False
+    loss_squared_pred: bool = False
+    loss_batch: bool = True
+    loss_smooth_nr: float = 1e-5
+    loss_smooth_dr: float = 1e-5
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "accumulate"):
@@ -87,9 +118,16 @@ class TrainConfig:
             raise ValueError(f"foreground_ratio must be in [0, 1], got {self.foreground_ratio}")
         if not 0.0 <= self.val_overlap < 1.0:
             raise ValueError(f"val_overlap must be in [0, 1), got {self.val_overlap}")
-        if self.amp_dtype not in AMP_DTYPES:
-            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got "
-                             f"'{self.amp_dtype}'")
+        for name, valid in (("amp_dtype", AMP_DTYPES), ("optimizer", OPTIMIZERS),
+                            ("scheduler", SCHEDULERS), ("loss", LOSSES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(valid)}, got "
+                                 f"'{getattr(self, name)}'")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 (or None for no clipping), got "
+                             f"{self.grad_clip}")
 
     @property
     def micro_batch_size(self) -> int:

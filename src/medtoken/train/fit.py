@@ -1,12 +1,12 @@
 """``fit``: train a model on a dataset fold into a run folder.
 
-AdamW, warm-up + cosine (over the step or time budget), DiceCE (+ the model's auxiliary losses;
-nnU-Net's models bring their own deep-supervision loss instead),
-gradient clipping, optional AMP, gradient accumulation, optional activation checkpointing,
-validation on whole cases with sliding-window inference, atomic checkpoints, resumable to the
-exact batch sequence, SIGINT/SIGTERM stop with a checkpoint. Under ``torchrun`` the same code
-trains data-parallel (see :mod:`medtoken.train.distributed`): rank 0 writes, and the final
-validation runs on rank 0 after the other ranks have left.
+The recipe's optimiser, schedule (over the step or time budget) and loss (+ the model's auxiliary
+losses; nnU-Net's models bring their own deep-supervision loss instead; see
+:mod:`medtoken.train.recipes`), gradient clipping, optional AMP, gradient accumulation, optional
+activation checkpointing, validation on whole cases with sliding-window inference, atomic
+checkpoints, resumable to the exact batch sequence, SIGINT/SIGTERM stop with a checkpoint. Under
+``torchrun`` the same code trains data-parallel (see :mod:`medtoken.train.distributed`): rank 0
+writes, and the final validation runs on rank 0 after the other ranks have left.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.preprocess import NormalizationPlan, plan_normalization
 from medtoken.data.splits import get_fold
 from medtoken.models.checkpoint import load_checkpoint, save_checkpoint
-from medtoken.models.losses import segmentation_loss_for
 from medtoken.registry import build_model, get_config
 from medtoken.train import distributed as ddp
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, PatchSampler, load_cases
 from medtoken.train.distributed import DistInfo
+from medtoken.train.losses import build_loss
 from medtoken.train.model_config import resolve_model_config
 from medtoken.train.nnunet_plans import RunPlan, resolve_plan
-from medtoken.train.optim import ProgressSchedule, build_optimizer
+from medtoken.train.optim import optimizer_from_config, schedule_from_config
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
 from medtoken.utils.device import seed_everything, seed_step
@@ -244,11 +244,9 @@ class _Trainer:
         self.sampler = PatchSampler(train_cases, model.config.roi_size, cfg.micro_batch_size,
                                     cfg.seed, rank=dist.rank,
                                     foreground_ratio=cfg.foreground_ratio)
-        self.loss_fn = segmentation_loss_for(model)
-        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
-        self.schedule = ProgressSchedule(
-            self.optimizer, cfg.lr, cfg.total_steps,
-            cfg.max_minutes * 60 if cfg.max_minutes else None, cfg.warmup_steps)
+        self.loss_fn = build_loss(cfg, model)
+        self.optimizer = optimizer_from_config(model, cfg)
+        self.schedule = schedule_from_config(self.optimizer, cfg)
         self.amp_dtype = _amp_dtype(cfg, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step_module = ddp.wrap_for_training(model, dist, device, compile=cfg.compile)
@@ -293,7 +291,8 @@ class _Trainer:
             self.scaler, lambda: torch.autocast(self.device.type, dtype=self.amp_dtype,
                                                 enabled=self.amp_dtype is not None))
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss
@@ -363,7 +362,7 @@ class _Trainer:
                 self.save(self.folder.best)
         self.schedule.seconds += ddp.reduce_values([time.perf_counter() - start], "max",
                                                    self.dist, self.device)[0]
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["lr"] = self.schedule.lr()  # the peak group's (layer decay scales the others)
         row["seconds"] = round(self.schedule.seconds, 2)
         self.rows.append(row)
         if self.dist.is_main:
