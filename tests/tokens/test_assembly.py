@@ -56,3 +56,20 @@ def test_mta_parameter_layout() -> None:
     assert n == 10_045_440 + 3 * 1536
     assert not any(name == "pos_embed" for name, _ in module.named_parameters())
     assert "pos_embed" not in module.state_dict()  # fixed, rebuilt at construction
+
+
+def test_mta_sincos_table_is_built_in_float32_as_released() -> None:
+    """The release builds the table in float32: omega and the angles in float32, then sin/cos."""
+    grid, dim = (6, 7, 5), 48
+    module = TokenAssembly(in_dim=16, embed_dim=dim, depth=1, num_heads=2, grid_size=grid,
+                           num_sources=2)
+    f = dim // 6
+    omega = 1.0 / 10000.0 ** (torch.arange(f, dtype=torch.float32) / f)
+    coords = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in grid], indexing="ij")
+    parts = []
+    for c in coords:
+        angles = c.reshape(-1)[:, None] * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    table = torch.cat(parts, dim=1)  # (L, dim)
+    patch_rows = module.pos_embed.reshape(-1, dim)[-table.shape[0]:]
+    assert torch.equal(patch_rows, table)  # bit for bit, not only close

@@ -91,3 +91,23 @@ def test_random_selection_ignores_scores_and_is_fixed_in_eval() -> None:
 def test_rejects_unknown_selection() -> None:
     with pytest.raises(ValueError, match="selection"):
         TokenPruner(DIM, keep_ratio=0.5, selection="soft")
+
+
+def test_score_net_layer_norm_eps_is_the_release_default() -> None:
+    """The STP+MTA release's score networks use PyTorch's LayerNorm default (1e-5)."""
+    assert TokenPruner(DIM, keep_ratio=0.5).score_net.in_proj[0].eps == 1e-5
+    assert ScoreNet(DIM).in_proj[0].eps == torch.nn.LayerNorm(DIM).eps
+    assert TokenPruner(DIM, 0.5, score_norm_eps=1e-6).score_net.in_proj[0].eps == 1e-6
+
+
+def test_selection_runs_in_the_score_dtype_float64_stays_float64() -> None:
+    """As released: no cast of the scores, so a float64 run's straight-through softmax (and the
+    score nets' gradients) are float64; half-precision scores under autocast go to float32."""
+    tokens, pos = _inputs()
+    pruner = TokenPruner(DIM, keep_ratio=0.5).double().train()
+    step = pruner(tokens.double(), pos)
+    assert step.weights is not None and step.weights.dtype == torch.float64
+    pruner = TokenPruner(DIM, keep_ratio=0.5).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        step = pruner(tokens, pos)
+    assert step.weights is not None and step.weights.dtype == torch.float32

@@ -13,7 +13,8 @@ __all__ = ["sincos_pos_embed", "sincos_pos_embed_1d"]
 _BASE = 10000.0  # wavelength base of the frequencies, as in "Attention is all you need"
 
 
-def sincos_pos_embed_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
+def sincos_pos_embed_1d(positions: torch.Tensor, dim: int,
+                        dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Sin-cos embedding of 1D positions.
 
     With ``f = dim // 2`` and ``ω_j = 10000^(-j / f)`` for ``j = 0..f-1`` the embedding of ``p`` is
@@ -22,6 +23,8 @@ def sincos_pos_embed_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
     Args:
         positions: ``(N,)`` positions (any real values).
         dim: embedding width; must be even.
+        dtype: the precision of the frequencies and angles (the STP+MTA release builds its table
+            in float32; the result differs from float64's by float32 rounding of large angles).
 
     Returns:
         ``(N, dim)`` float32 embedding.
@@ -29,14 +32,15 @@ def sincos_pos_embed_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
     if dim % 2:
         raise ValueError(f"dim must be even for a sin-cos embedding, got {dim}")
     half = dim // 2
-    omega = torch.arange(half, dtype=torch.float64, device=positions.device) / half
+    omega = torch.arange(half, dtype=dtype, device=positions.device) / half
     omega = 1.0 / _BASE**omega  # (f,)
-    angles = positions.to(torch.float64)[:, None] * omega[None, :]  # (N, f)
+    angles = positions.to(dtype)[:, None] * omega[None, :]  # (N, f)
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()  # (N, dim)
 
 
 def sincos_pos_embed(grid_size: tuple[int, ...], dim: int,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+                     device: torch.device | str | None = None,
+                     dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Fixed sin-cos embedding of a 2D or 3D grid, flattened row-major.
 
     Each axis gets ``dim / len(grid_size)`` channels (in axis order), each split into sin and cos
@@ -46,6 +50,7 @@ def sincos_pos_embed(grid_size: tuple[int, ...], dim: int,
         grid_size: tokens per axis, ``(H, W)`` or ``(H, W, D)``.
         dim: embedding width; must be divisible by ``2 * len(grid_size)``.
         device: where to build the table.
+        dtype: the precision it is computed in (see :func:`sincos_pos_embed_1d`); float32 out.
 
     Returns:
         ``(prod(grid_size), dim)``.
@@ -56,7 +61,8 @@ def sincos_pos_embed(grid_size: tuple[int, ...], dim: int,
     if dim % (2 * ndim):
         raise ValueError(f"dim must be divisible by {2 * ndim} for a {ndim}D sin-cos embedding, "
                          f"got {dim}")
-    axes = [torch.arange(n, dtype=torch.float64, device=device) for n in grid_size]
+    axes = [torch.arange(n, dtype=dtype, device=device) for n in grid_size]
     coords = torch.meshgrid(*axes, indexing="ij")  # ndim x (H, W[, D])
-    per_axis = [sincos_pos_embed_1d(c.reshape(-1), dim // ndim) for c in coords]  # (N, dim/ndim)
+    per_axis = [sincos_pos_embed_1d(c.reshape(-1), dim // ndim, dtype)  # (N, dim/ndim)
+                for c in coords]
     return torch.cat(per_axis, dim=1)  # (N, dim)

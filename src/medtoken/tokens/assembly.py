@@ -69,7 +69,7 @@ class TokenAssembly(nn.Module):
             self.layer_embed = nn.Parameter(torch.zeros(used, embed_dim))  # one per source
         else:
             self.mask_token = nn.Parameter(torch.zeros(embed_dim))
-        pos = sincos_pos_embed(grid_size, embed_dim)  # (L, C_c)
+        pos = sincos_pos_embed(grid_size, embed_dim, dtype=torch.float32)  # (L, C_c) as released
         pos = torch.cat([pos.new_zeros(num_prefix_tokens, embed_dim), pos])  # (P + L, C_c)
         self.register_buffer("pos_embed", pos.unsqueeze(0), persistent=False)  # (1, P + L, C_c)
         self.blocks = nn.Sequential(*(TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio,

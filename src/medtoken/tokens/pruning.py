@@ -62,10 +62,11 @@ class ScoreNet(nn.Module):
 
     Args:
         dim: token width ``C``; must be divisible by 4.
-        norm_eps: LayerNorm epsilon.
+        norm_eps: LayerNorm epsilon (the STP+MTA release: PyTorch's default 1e-5, unlike the
+            encoder's 1e-6).
     """
 
-    def __init__(self, dim: int, norm_eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, norm_eps: float = 1e-5) -> None:
         super().__init__()
         if dim % 4:
             raise ValueError(f"dim must be divisible by 4 for ScoreNet, got {dim}")
@@ -95,10 +96,12 @@ class TokenPruner(nn.Module):
         temperature: ``τ`` of the straight-through softmax.
         num_prefix_tokens: leading tokens (CLS) passed through untouched.
         seed: seed of the fixed eval-mode draw of ``selection="random"``.
+        score_norm_eps: the score network's LayerNorm epsilon.
     """
 
     def __init__(self, dim: int, keep_ratio: float, selection: str = "gumbel",
-                 temperature: float = 1.0, num_prefix_tokens: int = 1, seed: int = 0) -> None:
+                 temperature: float = 1.0, num_prefix_tokens: int = 1, seed: int = 0,
+                 score_norm_eps: float = 1e-5) -> None:
         super().__init__()
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got '{selection}'")
@@ -107,7 +110,7 @@ class TokenPruner(nn.Module):
         self.temperature = temperature
         self.num_prefix_tokens = num_prefix_tokens
         self.seed = seed
-        self.score_net = ScoreNet(dim)
+        self.score_net = ScoreNet(dim, score_norm_eps)
 
     def _select(self, patches: torch.Tensor, k: int) -> Selection:
         """Kept and pruned indices of ``patches (B, n, C)`` (plus the ST mask in training)."""
@@ -118,7 +121,9 @@ class TokenPruner(nn.Module):
                 generator = torch.Generator(device=patches.device).manual_seed(self.seed)
             scores = torch.rand(b, n, generator=generator, device=patches.device)
             return Selection(*split_topk(scores, k, order="index", stable=False), None)
-        log_scores = self.score_net(patches).float()  # (B, n); selection in fp32 under autocast
+        log_scores = self.score_net(patches)  # (B, n)
+        if log_scores.dtype not in (torch.float32, torch.float64):
+            log_scores = log_scores.float()  # fp32 under autocast; float64 runs stay float64
         if not self.training:
             return Selection(*split_topk(log_scores, k, order="index", stable=False), None)
         noise = gumbel_noise_like(log_scores) if self.selection == "gumbel" else None

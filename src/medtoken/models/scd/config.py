@@ -93,6 +93,8 @@ class PruningConfig:
             checkpoints).
         temperature: ``τ`` of the straight-through softmax.
         seed: seed of the fixed eval-mode draw when ``method="random"``.
+        score_norm_eps: LayerNorm epsilon of the score networks (the release: PyTorch's default
+            1e-5; medtoken before 2026-12 used 1e-6).
     """
 
     prune_after: tuple[int, ...] = ()
@@ -100,6 +102,7 @@ class PruningConfig:
     method: str = "gumbel"
     temperature: float = 1.0
     seed: int = 0
+    score_norm_eps: float = 1e-5
     RENAMED: ClassVar[dict[str, str]] = {"selection": "method"}  # old name -> new
 
     def __post_init__(self) -> None:
@@ -111,6 +114,8 @@ class PruningConfig:
                              f"'{self.method}'")
         if self.temperature <= 0:
             raise ValueError(f"pruning.temperature must be > 0, got {self.temperature}")
+        if self.score_norm_eps <= 0:
+            raise ValueError(f"pruning.score_norm_eps must be > 0, got {self.score_norm_eps}")
 
 
 @dataclass(frozen=True)

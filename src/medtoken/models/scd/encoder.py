@@ -81,7 +81,8 @@ class ViTEncoder(nn.Module):
         self.pruners = nn.ModuleList(
             TokenPruner(dim, pruning.keep_ratio, selection=pruning.method,
                         temperature=pruning.temperature,
-                        num_prefix_tokens=self.num_prefix_tokens, seed=pruning.seed)
+                        num_prefix_tokens=self.num_prefix_tokens, seed=pruning.seed,
+                        score_norm_eps=pruning.score_norm_eps)
             for _ in pruning.prune_after)
         self.norm = nn.LayerNorm(dim, eps=_NORM_EPS)
         self._init_weights()
