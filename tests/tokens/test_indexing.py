@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medtoken.tokens import assembly, pruning, selection, topk
-from medtoken.tokens.indexing import gather_tokens, scatter_tokens, split_topk
+from medtoken.tokens.indexing import ORDERS, gather_tokens, scatter_tokens, split_topk
 
 
 def test_every_family_uses_the_one_definition() -> None:
@@ -31,10 +31,34 @@ def test_stable_ties_go_to_the_lower_index_and_unstable_is_argsort() -> None:
     keep, rest = split_topk(scores, 4, order="score")
     assert keep.tolist() == [[1, 3, 5, 0]] and rest.tolist() == [[2, 4]]
     ties = torch.randint(0, 3, (4, 50)).float()
-    keep, rest = split_topk(ties, 17, order="index", stable=False)
+    keep, rest = split_topk(ties, 17, order="index", ties="argsort")
     ranked = ties.argsort(dim=1, descending=True)  # what SCD always did
     assert torch.equal(keep, ranked[:, :17].sort(dim=1).values)
     assert torch.equal(rest, ranked[:, 17:].sort(dim=1).values)
+
+
+def test_topk_ties_keep_what_torch_topk_keeps() -> None:
+    """An exact tie at the cut: the STP+MTA release (torch.topk) and argsort keep different
+    tokens; ties="topk" keeps the release's, in both orders, with the rest as the complement."""
+    scores = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.5, 1.0]])
+    released = torch.topk(scores, 2).indices.sort(dim=1).values
+    keep, rest = split_topk(scores, 2, order="index", ties="topk")
+    assert torch.equal(keep, released)
+    argsorted, _ = split_topk(scores, 2, order="index", ties="argsort")
+    assert not torch.equal(argsorted, released)  # this tie does separate the two rules here
+    assert sorted(keep[0].tolist() + rest[0].tolist()) == list(range(6))
+    assert torch.all(rest.diff(dim=1) > 0)
+    many = torch.randint(0, 3, (4, 50)).float()
+    for order in ORDERS:
+        keep, rest = split_topk(many, 17, order=order, ties="topk")
+        assert torch.equal(keep.sort(dim=1).values,
+                           torch.topk(many, 17).indices.sort(dim=1).values)
+        assert torch.equal(torch.cat([keep, rest], 1).sort(dim=1).values,
+                           torch.arange(50).expand(4, -1))
+        if order == "score":
+            assert torch.all(many.gather(1, rest).diff(dim=1) <= 0)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        split_topk(scores, 2, ties="first")
 
 
 def test_split_topk_takes_no_gradient_and_refuses_bad_arguments() -> None:

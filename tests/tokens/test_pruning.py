@@ -111,3 +111,20 @@ def test_selection_runs_in_the_score_dtype_float64_stays_float64() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         step = pruner(tokens, pos)
     assert step.weights is not None and step.weights.dtype == torch.float32
+
+
+def test_an_exact_tie_at_the_cut_keeps_the_token_torch_topk_keeps() -> None:
+    """The release selects with torch.topk; an argsort-based cut keeps a different token here."""
+    scores = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.5, 1.0]]).log_softmax(1)  # ties at the cut
+
+    class Fixed(torch.nn.Module):
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return scores.expand(tokens.shape[0], -1)
+
+    pruner = TokenPruner(DIM, keep_ratio=0.5, selection="topk").eval()  # keeps 3 of 6
+    pruner.score_net = Fixed()
+    tokens, _ = _inputs(b=1, n=6)
+    step = pruner(tokens, torch.arange(6)[None])
+    assert step.pos_idx.tolist() == torch.topk(scores, 3).indices.sort(dim=1).values.tolist()
+    assert step.pos_idx.tolist() != scores.argsort(dim=1, descending=True)[:, :3].sort(
+        dim=1).values.tolist()

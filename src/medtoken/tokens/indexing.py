@@ -16,14 +16,16 @@ from typing import Literal
 
 import torch
 
-__all__ = ["ORDERS", "gather_tokens", "scatter_tokens", "split_topk"]
+__all__ = ["ORDERS", "TIES", "gather_tokens", "scatter_tokens", "split_topk"]
 
 ORDERS = ("score", "index")
 Order = Literal["score", "index"]
+TIES = ("stable", "argsort", "topk")
+Ties = Literal["stable", "argsort", "topk"]
 
 
 def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
-               stable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               ties: Ties = "stable") -> tuple[torch.Tensor, torch.Tensor]:
     """Hard top-k split: the ``k`` highest scores of every row and the rest.
 
     Args:
@@ -31,8 +33,11 @@ def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
         k: tokens to keep, ``0 <= k <= N``.
         order: ``"score"``: both index sets highest score first; ``"index"``: both ascending
             (raster order preserved).
-        stable: ties go to the lower index; ``False`` uses torch's default (unstable) sort,
-            whose tie order is unspecified (SCD keeps it so that its selections are unchanged).
+        ties: how equal scores at the cut are broken: ``"stable"``, the lower index is kept;
+            ``"topk"``, as ``torch.topk`` keeps them (the STP+MTA release, so SCD); ``"argsort"``,
+            as torch's default (unstable) sort ranks them (SCD before it followed the release).
+            Only the kept *set* depends on it; with ``order="score"`` the rest's tie order is
+            unspecified under ``"topk"``.
 
     Returns:
         ``(keep_idx (B, k), rest_idx (B, N - k))``, disjoint and together a permutation of
@@ -40,17 +45,34 @@ def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got '{order}'")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got '{ties}'")
     if not 0 <= k <= scores.shape[-1]:
         raise ValueError(f"k must be in [0, {scores.shape[-1]}], got {k}")
     detached = scores.detach()
-    if stable:
-        ranked = torch.sort(detached, dim=-1, descending=True, stable=True).indices  # (B, N)
-    else:  # plain argsort: the TorchScript-based ONNX exporter supports no `stable` argument
-        ranked = detached.argsort(dim=-1, descending=True)  # (B, N) best first
-    keep_idx, rest_idx = ranked[:, :k], ranked[:, k:]
+    if ties == "topk":
+        keep_idx, rest_idx = _split_like_topk(detached, k)
+    else:
+        if ties == "stable":
+            ranked = torch.sort(detached, dim=-1, descending=True, stable=True).indices  # (B, N)
+        else:  # plain argsort: the TorchScript-based ONNX exporter supports no `stable` argument
+            ranked = detached.argsort(dim=-1, descending=True)  # (B, N) best first
+        keep_idx, rest_idx = ranked[:, :k], ranked[:, k:]
     if order == "index":
         keep_idx, rest_idx = keep_idx.sort(dim=-1).values, rest_idx.sort(dim=-1).values
     return keep_idx, rest_idx
+
+
+def _split_like_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk``'s kept set (best first) and the rest (best first), without a stable sort
+    (which the TorchScript-based ONNX exporter rejects)."""
+    n = scores.shape[-1]
+    keep_idx = torch.topk(scores, k, dim=-1, largest=True, sorted=True).indices  # (B, k)
+    kept = torch.zeros_like(scores, dtype=torch.long).scatter(1, keep_idx, 1)  # (B, N) 0/1
+    keys = kept * n + torch.arange(n, device=scores.device)  # distinct: the rest first, ascending
+    rest_idx = keys.argsort(dim=-1)[:, : n - k]  # (B, N - k) ascending
+    by_score = scores.gather(1, rest_idx).argsort(dim=-1, descending=True)  # (B, N - k)
+    return keep_idx, rest_idx.gather(1, by_score)
 
 
 def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor,

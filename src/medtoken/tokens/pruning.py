@@ -120,12 +120,12 @@ class TokenPruner(nn.Module):
             if not self.training:  # a fixed draw keeps inference deterministic
                 generator = torch.Generator(device=patches.device).manual_seed(self.seed)
             scores = torch.rand(b, n, generator=generator, device=patches.device)
-            return Selection(*split_topk(scores, k, order="index", stable=False), None)
+            return Selection(*split_topk(scores, k, order="index", ties="topk"), None)
         log_scores = self.score_net(patches)  # (B, n)
         if log_scores.dtype not in (torch.float32, torch.float64):
             log_scores = log_scores.float()  # fp32 under autocast; float64 runs stay float64
         if not self.training:
-            return Selection(*split_topk(log_scores, k, order="index", stable=False), None)
+            return Selection(*split_topk(log_scores, k, order="index", ties="topk"), None)
         noise = gumbel_noise_like(log_scores) if self.selection == "gumbel" else None
         return straight_through_topk(log_scores, k, self.temperature, noise)
 

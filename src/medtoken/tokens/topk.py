@@ -112,6 +112,6 @@ def straight_through_topk(log_scores: torch.Tensor, k: int, temperature: float =
         A :class:`Selection` with ``mask`` set.
     """
     perturbed = log_scores if noise is None else log_scores + noise  # (B, n)
-    keep_idx, prune_idx = split_topk(perturbed.detach(), k, order="index", stable=False)
+    keep_idx, prune_idx = split_topk(perturbed.detach(), k, order="index", ties="topk")
     soft = torch.softmax(perturbed / temperature, dim=1)  # (B, n), one softmax per sample
     return Selection(keep_idx, prune_idx, straight_through_mask(soft, keep_idx))
