@@ -1,0 +1,97 @@
+"""Side-by-side comparison of trained runs: validation Dice, whole-case time and peak memory.
+
+Used by ``medtoken demo``: each run's final-validation ``summary.json`` gives the Dice; the best
+checkpoint's model is timed on whole cases of the dataset with the benchmark's volume workload
+(sliding window, Gaussian blending, argmax; all models interleaved after a warm-up) and its peak
+memory is measured in a fresh process (:mod:`medtoken.benchmark.memory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
+from medtoken.benchmark.timing import summarize, time_interleaved
+from medtoken.benchmark.workload import build_workload, load_volume_cases
+from medtoken.config import to_dict
+from medtoken.utils.jsonio import read_json
+
+__all__ = ["RunComparison", "compare_runs", "comparison_table"]
+
+SW_BATCH_SIZE = 2  # medtoken predict's sliding-window batch
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """One trained model's row of the comparison."""
+
+    name: str
+    params: int
+    steps: int
+    dice: float
+    case_ms: float
+    peak_mem_mb: float | None
+
+
+def _memory(model: Any, data: Path, case_id: str, device: torch.device) -> float | None:
+    roi = list(model.fixed_input_size or model.config.roi_size)
+    job = MemoryJob(family=type(model.config).family, config=to_dict(model.config),
+                    mode="volume", input_size=[SW_BATCH_SIZE, model.in_channels, *roi],
+                    device=str(device), threads=torch.get_num_threads(), steps=1,
+                    data=str(data), case_ids=[case_id])
+    return measure_peak_memory(job, "isolated")[0]
+
+
+def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device: torch.device,
+                 cases: int = 4, warmup: int = 1) -> list[RunComparison]:
+    """Compare trained runs on the same whole cases.
+
+    Args:
+        runs: ``(name, run folder, optimiser steps trained)`` per model.
+        data: the dataset the cases are read from (``cases`` of them, spread over its ids).
+        cases: timed whole cases per model (interleaved, after ``warmup`` untimed ones).
+
+    Returns:
+        one :class:`RunComparison` per run, in order.
+    """
+    from medtoken.train.checkpoint import load_model_checkpoint
+
+    models = {name: load_model_checkpoint(folder, device=device).model for name, folder, _ in runs}
+    first = next(iter(models.values()))
+    volume = load_volume_cases(data, cases, first.in_channels, first.spatial_dims)
+    largest = volume.case_ids[volume.largest]
+    memory = {name: _memory(m, Path(data), largest, device) for name, m in models.items()}
+    steps = {}
+    for name, model in models.items():
+        roi = model.fixed_input_size or model.config.roi_size
+        steps[name] = build_workload(model, "volume", (SW_BATCH_SIZE, model.in_channels, *roi),
+                                     device, cases=volume).step
+    times = time_interleaved(steps, warmup, len(volume.case_ids), device)
+    rows = []
+    for name, folder, trained in runs:
+        summary = read_json(Path(folder) / "validation" / "summary.json")
+        rows.append(RunComparison(
+            name, sum(p.numel() for p in models[name].parameters()), trained,
+            float(summary["foreground_mean"]["Dice"]), summarize(times[name])["median"],
+            memory[name]))
+    return rows
+
+
+def comparison_table(rows: Sequence[RunComparison]) -> str:
+    """A Markdown table of the rows, with each model's ratios to the last row (the baseline)."""
+    base = rows[-1]
+    lines = ["| model | params M | steps | val mean fg Dice | whole-case ms (median) | "
+             "peak MB | time × | memory × |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mem = "–" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}"
+        mem_ratio = ("–" if r.peak_mem_mb is None or not base.peak_mem_mb
+                     else f"{r.peak_mem_mb / base.peak_mem_mb:.2f}")
+        lines.append(f"| `{r.name}`{' (baseline)' if r is base else ''} | {r.params / 1e6:.2f} "
+                     f"| {r.steps} | {r.dice:.4f} | {r.case_ms:.0f} | {mem} "
+                     f"| {r.case_ms / base.case_ms:.2f} | {mem_ratio} |")
+    return "\n".join(lines)
