@@ -4,6 +4,7 @@
 #
 #   scripts/run_benchmarks.sh                  # all comparisons, into benchmark-cpu/
 #   OUT=/tmp/bm scripts/run_benchmarks.sh scd  # a subset: scd scd_small tmunet tokenseg volume
+#   scripts/run_benchmarks.sh compile          # eager vs --compile (not in the default set)
 #   DRY_RUN=1 scripts/run_benchmarks.sh        # print the commands only
 #
 # Environment: OUT (benchmark-cpu), REPEATS (5), WARMUP (2), THREADS (2), DATA
@@ -64,11 +65,29 @@ run_volume() {  # what a user waits for: whole-case sliding-window prediction on
     fi
 }
 
+run_compile() {  # eager against torch.compile, side by side; cold inductor cache per run
+    local mode
+    for mode in infer train; do
+        for spec in "2d tmunet_s,unet2d 1,1,256,256" "3d scd_hippo,unet3d 1,1,40,56,40" \
+                    "tokenseg tokenseg3d_small 1,1,32,48,32"; do
+            read -r name models size <<< "$spec"
+            export TORCHINDUCTOR_CACHE_DIR="$OUT/inductor-$name-$mode"
+            rm -rf "$TORCHINDUCTOR_CACHE_DIR"
+            local cmd=("$MEDTOKEN" benchmark --models "$models" --input-size "$size"
+                       --mode "$mode" --device cpu --threads 1 --repeats 10 --warmup 3
+                       --compile both --memory off --out "$OUT/compile-$name-$mode")
+            echo "+ TORCHINDUCTOR_CACHE_DIR=$TORCHINDUCTOR_CACHE_DIR ${cmd[*]}" >&2
+            if [[ "${DRY_RUN:-0}" != 1 ]]; then "${cmd[@]}"; fi
+        done
+    done
+    unset TORCHINDUCTOR_CACHE_DIR
+}
+
 selected=("$@")
 if [[ ${#selected[@]} -eq 0 ]]; then selected=(scd scd_small tmunet tokenseg volume); fi
 for comparison in "${selected[@]}"; do
     case "$comparison" in
-        scd|scd_small|tmunet|tokenseg|volume) "run_$comparison" ;;
+        scd|scd_small|tmunet|tokenseg|volume|compile) "run_$comparison" ;;
         *) echo "unknown comparison '$comparison'" >&2; exit 2 ;;
     esac
 done
