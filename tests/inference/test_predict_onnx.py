@@ -115,3 +115,30 @@ def test_bad_export_is_one_line_error(exported: dict[str, Path], tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_compiled_prediction_equals_eager_and_exports_refuse_compile(
+        exported: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import functools
+
+    from medtoken.inference import predict
+    from medtoken.utils.compile import maybe_compile
+
+    calls: list[bool] = []
+
+    def traced(fn, enabled: bool, **kw):  # dynamo without inductor: fast; record the call
+        calls.append(enabled)
+        return functools.partial(maybe_compile, backend="eager")(fn, enabled, **kw)
+
+    monkeypatch.setattr(predict, "maybe_compile", traced)
+    images = exported["data"] / "imagesTr"
+    eager = _predict(exported["run"], images, tmp_path / "eager")
+    compiled = _predict(exported["run"], images, tmp_path / "compiled", "--compile")
+    assert calls == [True]  # once for all cases
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert main(["predict", "--model", str(exported["static"]), "-i", str(images), "-o",
+                 str(tmp_path / "x"), "--compile"]) == 2
+    assert "--compile: applies to checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
