@@ -30,7 +30,7 @@ def test_compare_two_trained_runs(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "d", num_cases=5, seed=1)
     runs = []
     for name, channels in (("small", [4, 8]), ("wide", [8, 16])):
-        cfg = TrainConfig(data=str(data), model="unet3d", patch_size=(16, 16, 16), batch_size=1,
+        cfg = TrainConfig(data=str(data), model="unet3d", roi_size=(16, 16, 16), batch_size=1,
                           max_steps=2, steps_per_epoch=2, val_every=1)
         result = fit(cfg, tmp_path / name, {"channels": channels}, device="cpu")
         runs.append((name, result.run_dir, result.steps_done))

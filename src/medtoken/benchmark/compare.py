@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
-from medtoken.benchmark.timing import summarize, time_interleaved
+from medtoken.utils.timing import summarize, time_interleaved
 from medtoken.benchmark.workload import build_workload, load_volume_cases
 from medtoken.config import to_dict
 from medtoken.utils.jsonio import read_json
@@ -59,7 +59,7 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     Returns:
         one :class:`RunComparison` per run, in order.
     """
-    from medtoken.train.checkpoint import load_model_checkpoint
+    from medtoken.models.checkpoint import load_model_checkpoint
 
     models = {name: load_model_checkpoint(folder, device=device).model for name, folder, _ in runs}
     first = next(iter(models.values()))
