@@ -2,7 +2,7 @@
 family, all marked slow (inductor compiles for seconds to minutes each on this CPU; the wiring
 of --compile into fit, predict and benchmark is tested fast with dynamo's eager backend).
 
-Tolerance: rtol 1e-4, atol 1e-5 on logits and on every parameter's gradient in float32 (inductor
+Tolerance: rtol 1e-4, atol 5e-5 on logits and on every parameter's gradient in float32 (inductor
 fuses and reorders reductions, so equality holds to rounding, not bit for bit).
 """
 
@@ -14,7 +14,7 @@ import torch
 from medtoken import create_model
 from medtoken.utils.compile import maybe_compile
 
-RTOL, ATOL = 1e-4, 1e-5
+RTOL, ATOL = 1e-4, 5e-5
 FAST = ("unet3d", {"roi_size": (16, 16, 16), "channels": (4, 8)})
 SLOW = [
     ("unet2d", {"roi_size": (32, 32), "channels": (4, 8, 16)}),
