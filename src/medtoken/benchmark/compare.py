@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
-from medtoken.utils.timing import summarize, time_interleaved
 from medtoken.benchmark.workload import build_workload, load_volume_cases
 from medtoken.config import to_dict
 from medtoken.utils.jsonio import read_json
+from medtoken.utils.timing import summarize, time_interleaved
 
 __all__ = ["RunComparison", "compare_runs", "comparison_table"]
 
