@@ -151,6 +151,7 @@ def test_bad_specs_are_one_line_errors(argv: list[str], message: str, tmp_path: 
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_volume_mode_times_whole_cases(tmp_path: Path) -> None:
     pytest.importorskip("medtoken.inference.sliding_window")
     synthetic = pytest.importorskip("medtoken.data.synthetic")
@@ -163,6 +164,8 @@ def test_volume_mode_times_whole_cases(tmp_path: Path) -> None:
     assert record["mode"] == "volume" and record["overlap"] == 0.25
     assert record["sw_batch_size"] == 2 and record["num_cases"] == 2
     assert record["throughput_per_s"] == pytest.approx(1e3 / record["latency_ms"]["median"])
+    assert record["stitching"] == "slab" and record["labels_match_baseline"] is None
+    assert [c["case_id"] for c in record["cases"]] == record["case_ids"]
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from medtoken.utils.tables import rows_to_csv
 __all__ = ["add_baseline_ratios", "environment", "markdown_report", "write_results"]
 
 GIT_TIMEOUT_S = 5
-_CSV_SKIP = ("case_ids",)
+_CSV_SKIP = ("case_ids", "cases")
 
 
 def cpu_model_name() -> str:
@@ -142,6 +142,34 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _volume_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Volume mode: the whole-case columns (process time, peak RSS, memory-time area)."""
+    lines = ["| model | stitching | case | windows | predict s median (min–max) | process s "
+             "median | peak RSS MB | peak GPU MB | RSS·time MB·s | speed-up | memory × "
+             "| voxels = baseline |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lat, proc = r["latency_ms"], r["process_ms"]
+        size = r.get("volume_size")
+        case = "×".join(map(str, size)) if size else f"{r['num_cases']} of {r['data']}"
+        match = r.get("labels_match_baseline")
+        lines.append(
+            f"| `{r['label']}`{' (baseline)' if r.get('is_baseline') else ''} "
+            f"| {r['stitching']} | {case} | {r['windows_per_case']} "
+            f"| {lat['median'] / 1e3:.2f} ({lat['min'] / 1e3:.2f}–{lat['max'] / 1e3:.2f}) "
+            f"| {proc['median'] / 1e3:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {_fmt(r.get('peak_gpu_mb'), '.0f')} | {r['rss_auc_mb_s']:.0f} "
+            f"| {_fmt(r.get('speedup_vs_baseline'), '.2f')} "
+            f"| {_fmt(r.get('memory_vs_baseline'), '.2f')} "
+            f"| {'–' if match is None else format(match, '.3%')} |")
+    return [*lines, "", "predict s: the prediction call inside the process (as medtoken "
+            "predict's); process s: the whole process from spawn to exit (imports, reading or "
+            "generating the case, building the model). Peak RSS: the process's VmHWM. "
+            "RSS·time: area under its VmRSS sampled every 50 ms (FLARE's memory-time area). "
+            "Speed-up on predict s; memory × on the peak above the idle RSS. Voxels = baseline: "
+            "the lowest share of voxels labelled as by the baseline run, over the cases (same "
+            "model, other stitching).", ""]
+
+
 def _profile_table(records: Sequence[dict[str, Any]]) -> list[str]:
     """Where the time goes (``--profile``): forward ms and share per top-level submodule."""
     rows = [r for r in records if r.get("module_ms")]
@@ -175,6 +203,7 @@ def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
         + (f", overlap {first['overlap']}, {first.get('num_cases')} cases"
            if first["mode"] == "volume" else ""),
         "", "```", command, "```", "",
+        *(_volume_table(records) if first["mode"] == "volume" else []),
         *_table(records), "",
         f"FLOPs: {first['flop_counter']}, one eval forward of the input batch"
         + (" (one sliding-window batch)" if first["mode"] == "volume" else "") + ". "

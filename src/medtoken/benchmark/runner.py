@@ -33,16 +33,17 @@ from medtoken.benchmark.spec import (
     check_input_size,
     resolve_config,
 )
+from medtoken.benchmark.volume import VolumeCase, VolumeJob
+from medtoken.benchmark.volume_runner import cases_for, summarize_runs, time_volume_runs
 from medtoken.benchmark.workload import (
     MODES,
-    VolumeCases,
     amp_dtype,
     autocast,
     build_workload,
-    load_volume_cases,
     make_batch,
 )
 from medtoken.config import ModelSpec, to_dict
+from medtoken.inference.options import STITCHINGS
 from medtoken.registry import build_model
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
@@ -65,6 +66,11 @@ class BenchmarkSettings:
         warmup: untimed steps per model before timing.
         threads: ``torch.set_num_threads`` for the run (``None``: leave torch's default).
         data: the dataset of volume mode.
+        volume_size: volume mode on generated CT-like cases of this spatial size instead.
+        spacing: their voxel spacing in mm (recorded; prediction runs on the voxel grid).
+        stitching: volume mode: ``slab`` and/or ``full`` (each model runs with each, in one
+            interleaved run; see :class:`~medtoken.inference.options.PredictOptions`).
+        accumulate_dtype: slab stitching's accumulation dtype (``None``: predict's default).
         overlap: sliding-window overlap of volume mode.
         memory: ``isolated``, ``inprocess`` or ``off`` (see :mod:`medtoken.benchmark.memory`).
         profile: forwards per model of a per-submodule time breakdown after the timed steps
@@ -82,6 +88,10 @@ class BenchmarkSettings:
     amp: bool = False
     threads: int | None = None
     data: str | None = None
+    volume_size: tuple[int, ...] | None = None
+    spacing: tuple[float, ...] | None = None
+    stitching: tuple[str, ...] = ("slab",)
+    accumulate_dtype: str | None = None
     overlap: float = 0.5
     memory: str = "isolated"
     profile: int = 0
@@ -97,8 +107,10 @@ class BenchmarkSettings:
                              f"{self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.mode == "volume" and not self.data:
-            raise ValueError("volume mode needs data (a dataset folder)")
+        if self.mode == "volume" and bool(self.data) == (self.volume_size is not None):
+            raise ValueError("volume mode needs either data (a dataset folder) or volume_size")
+        if not self.stitching or any(s not in STITCHINGS for s in self.stitching):
+            raise ValueError(f"stitching must be among {STITCHINGS}, got {self.stitching}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.profile < 0:
@@ -158,13 +170,11 @@ def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: t
     return points
 
 
-def _job(config: Any, entry: _Entry, settings: BenchmarkSettings, device: torch.device,
-         cases: VolumeCases | None) -> MemoryJob:
+def _job(config: Any, entry: _Entry, settings: BenchmarkSettings,
+         device: torch.device) -> MemoryJob:
     return MemoryJob(family=type(config).family, config=to_dict(config),
                      mode=settings.mode, input_size=list(entry.input_size), device=str(device),
-                     amp=settings.amp, threads=settings.threads, data=settings.data,
-                     case_ids=[cases.case_ids[cases.largest]] if cases else [],
-                     steps=1 if cases else 2, overlap=settings.overlap, compile=entry.compiled)
+                     amp=settings.amp, threads=settings.threads, compile=entry.compiled)
 
 
 def _validate(entry: _Entry) -> Any:
@@ -226,19 +236,21 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
         "sweep_applied": entry.sweep_applied, "compiled": entry.compiled,
     }
     if settings.mode == "volume":
-        record.update({"data": settings.data, "overlap": settings.overlap,
-                       "sw_batch_size": entry.input_size[0], "normalization": "z-score per case"})
+        record.update({"data": settings.data, "volume_size": settings.volume_size,
+                       "spacing": settings.spacing, "overlap": settings.overlap,
+                       "sw_batch_size": entry.input_size[0],
+                       "normalization": "z-score per case" if settings.data else
+                       "CT statistics (clip -1000..1000 HU, mean -300, std 450)"})
     return record
 
 
 def _run_point(group: list[_Entry], configs: dict[str, Any], settings: BenchmarkSettings,
-               device: torch.device, cases: VolumeCases | None,
-               sweep: Sweep | None) -> list[dict[str, Any]]:
+               device: torch.device, sweep: Sweep | None) -> list[dict[str, Any]]:
     """Memory, complexity and interleaved timing of one point's models (configs by spec)."""
     records: dict[str, dict[str, Any]] = {}
     for entry in group:  # memory first, one model at a time, before any model is resident
         config = configs[entry.spec.text]
-        mem, method = measure_peak_memory(_job(config, entry, settings, device, cases),
+        mem, method = measure_peak_memory(_job(config, entry, settings, device),
                                           settings.memory)
         records[entry.key] = {**_describe(entry, settings, device, sweep),
                               "peak_mem_mb": mem, "memory_method": method,
@@ -250,7 +262,7 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
         check_input_size(model, entry.spec, entry.input_size)
         records[entry.key].update(_complexity(model, entry, device))
         work = build_workload(model, settings.mode, entry.input_size, device, settings.amp,
-                              cases, settings.overlap, entry.compiled)
+                              None, settings.overlap, entry.compiled)
         steps[entry.key] = work.step
         records[entry.key].update(items_per_step=work.items_per_step, compile_s=work.compile_s)
     times = time_interleaved(steps, settings.warmup, settings.repeats, device)
@@ -264,6 +276,61 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
         latency = summarize(times[name])
         record["latency_ms"] = latency
         record["throughput_per_s"] = record["items_per_step"] / (latency["median"] / 1e3)
+    return list(records.values())
+
+
+def _volume_runs(group: list[_Entry], settings: BenchmarkSettings
+                 ) -> list[tuple[str, _Entry, str, bool]]:
+    """(name, entry, stitching, is_baseline) for every model and stitching of a point; with
+    several stitchings and no baseline, the first model's ``full`` (or first) run is it."""
+    runs = []
+    several = len(settings.stitching) > 1
+    reference = "full" if "full" in settings.stitching else settings.stitching[0]
+    has_baseline = any(e.is_baseline for e in group)
+    for index, entry in enumerate(group):
+        for stitching in settings.stitching:
+            chosen = entry.is_baseline if has_baseline else (several and index == 0)
+            runs.append((f"{entry.key}|{stitching}", entry, stitching,
+                         chosen and stitching == reference))
+    return runs
+
+
+def _run_volume_point(group: list[_Entry], configs: dict[str, Any],
+                      settings: BenchmarkSettings, device: torch.device,
+                      cases: list[VolumeCase], sweep: Sweep | None) -> list[dict[str, Any]]:
+    """Whole cases, one process per (model, stitching, case), interleaved case by case."""
+    records: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, VolumeJob] = {}
+    for name, entry, stitching, is_baseline in _volume_runs(group, settings):
+        config = configs[entry.spec.text]
+        described = _describe(replace(entry, is_baseline=is_baseline), settings, device, sweep)
+        if len(settings.stitching) > 1:
+            described["label"] += f" [{stitching}]"
+        model = build_model(config).to(device)
+        check_input_size(model, entry.spec, entry.input_size)
+        records[name] = {**described, "stitching": stitching, "family": type(config).family,
+                         "config": to_dict(config), **_complexity(model, entry, device),
+                         "items_per_step": 1,
+                         "memory_method": "VmHWM of the run's own process; area under VmRSS "
+                         "sampled every 50 ms by the parent"}
+        jobs[name] = VolumeJob(family=type(config).family, config=to_dict(config), case={},
+                               batch_size=int(entry.input_size[0]),
+                               spatial_dims=len(entry.input_size) - 2, device=str(device),
+                               stitching=stitching, accumulate_dtype=settings.accumulate_dtype
+                               if stitching == "slab" else None,
+                               overlap=settings.overlap, amp=settings.amp,
+                               threads=settings.threads, compile=entry.compiled)
+        del model
+    gc.collect()
+    baseline = next((n for n, r in records.items() if r["is_baseline"]), None)
+    compare = baseline if len(settings.stitching) > 1 else None
+    results = time_volume_runs(jobs, cases, settings.warmup, compare_to=compare)
+    for name, record in records.items():
+        same_model = compare and record["base_spec"] == records[compare]["base_spec"]
+        runs = results[name] if same_model else \
+            [{k: v for k, v in r.items() if k != "labels_agreement"} for r in results[name]]
+        record.update(summarize_runs(runs, record["input_size"][2:], settings.overlap))
+        record["throughput_per_s"] = 1e3 / record["latency_ms"]["median"]
     return list(records.values())
 
 
@@ -296,20 +363,24 @@ def run_benchmark(models: Sequence[ModelSpec], settings: BenchmarkSettings,
         env = environment(device)
         cases = None
         if settings.mode == "volume":
-            assert settings.data is not None
-            cases = load_volume_cases(settings.data, settings.repeats, settings.input_size[1],
-                                      len(settings.input_size) - 2)
+            cases = cases_for(settings.data, settings.volume_size, settings.spacing,
+                              settings.repeats, settings.input_size[1],
+                              len(settings.input_size) - 2)
         groups = _plan(models, baseline, settings.input_size, sweep, settings.compile)
         # every spec of every point is checked before any time is spent
         configs = [{entry.spec.text: _validate(entry) for entry in group} for group in groups]
         records = []
         for group, group_configs in zip(groups, configs, strict=True):
-            for record in _run_point(group, group_configs, settings, device, cases, sweep):
+            if cases is not None:
+                point = _run_volume_point(group, group_configs, settings, device, cases, sweep)
+            else:
+                point = _run_point(group, group_configs, settings, device, sweep)
+            for record in point:
                 record.update(env)
                 record["flop_counter"] = FLOP_COUNTER
                 if cases is not None:
-                    record["num_cases"] = len(cases.case_ids)
-                    record["case_ids"] = cases.case_ids
+                    record["num_cases"] = len(cases)
+                    record["case_ids"] = [c.case_id for c in cases]
                 records.append(record)
     finally:
         gc.unfreeze()

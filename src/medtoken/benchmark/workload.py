@@ -4,9 +4,9 @@
 - ``train``: ``train()``, forward + backward + AdamW step with the loss the training loop uses
   (MONAI DiceCE on the logits + ``sum(forward_with_aux(x, y).losses.values())``, or those
   losses alone for a model that ``computes_segmentation_loss``, e.g. nnU-Net's);
-- ``volume``: whole-case sliding-window prediction (Gaussian blending, softmax, argmax and the
-  copy of the labels back to the host) of one normalised case already in memory, so that reading
-  files is not timed. The number a user waits for per case, minus the file I/O.
+- ``volume``: whole-case prediction of one case already in memory with ``medtoken predict``'s
+  code (:func:`predict_volume_case`). The benchmark runs it one process per case
+  (:mod:`medtoken.benchmark.volume`); the in-process step here serves the memory child.
 
 With ``compile`` the model's forward (``forward_with_aux`` in train mode) runs through
 :func:`medtoken.utils.compile.maybe_compile`; :func:`build_workload` then runs one untimed step
@@ -37,6 +37,7 @@ __all__ = [
     "build_workload",
     "load_volume_cases",
     "make_batch",
+    "predict_volume_case",
 ]
 
 MODES = ("infer", "train", "volume")
@@ -164,20 +165,46 @@ def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool,
     return Workload(step, int(x.shape[0]))
 
 
-def _volume_workload(model: Any, cases: VolumeCases, device: torch.device, amp: bool,
-                     overlap: float, sw_batch_size: int, compile: bool) -> Workload:
-    from medtoken.inference.sliding_window import predict_probabilities
+def predict_volume_case(model: Any, image: np.ndarray, normalization: dict[str, Any], *,
+                        stitching: str = "slab", overlap: float = 0.5, batch_size: int = 2,
+                        amp: bool = False, accumulate_dtype: str | None = None,
+                        compile: bool = False) -> np.ndarray:
+    """Labels ``(*S)`` of a raw case ``(C, *S)`` predicted as ``medtoken predict`` does
+    (:func:`~medtoken.inference.predict.predict_array` with these options and the stored
+    ``normalization`` plan), the model's weights as they are."""
+    from pathlib import Path
+
+    from medtoken.inference.options import PredictOptions
+    from medtoken.inference.predict import predict_array
+    from medtoken.models.checkpoint import LoadedModel
 
     model.eval()
-    roi = model.fixed_input_size or model.config.roi_size
-    forward = maybe_compile(model, compile)
+    device = _device_of(model)
+    model = maybe_compile(model, compile)  # as predict_cases does with --compile
+    loaded = LoadedModel(model=model, state={"dataset": {"normalization": normalization}},
+                         path=Path("<benchmark>"))
+    options = PredictOptions(overlap=overlap, stitching=stitching, batch_size=batch_size,
+                             accumulate_dtype=accumulate_dtype)
+    with torch.inference_mode(), autocast(device, amp):
+        labels, _ = predict_array(loaded, image, options)
+    return labels
+
+
+def _device_of(model: Any) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _volume_workload(model: Any, cases: VolumeCases, device: torch.device, amp: bool,
+                     overlap: float, sw_batch_size: int, compile: bool = False,
+                     stitching: str = "slab") -> Workload:
+    plan = {"schemes": ["zscore"] * int(model.in_channels),
+            "ct_stats": [None] * int(model.in_channels)}
 
     def step(index: int) -> None:
-        image = cases.images[index % len(cases.images)].to(device)  # (1, C, *S)
-        with autocast(device, amp):
-            probs = predict_probabilities(forward, image, roi, overlap=overlap,
-                                          sw_batch_size=sw_batch_size)  # (1, K, *S)
-        probs.argmax(1).cpu()
+        image = cases.images[index % len(cases.images)][0].numpy()  # (C, *S)
+        predict_volume_case(model, image, plan, stitching=stitching, overlap=overlap,
+                            batch_size=sw_batch_size, amp=amp, compile=compile)
 
     return Workload(step, 1)
 

@@ -7,7 +7,9 @@ Examples::
     medtoken benchmark --models "unet3d:channels=[8,16]" --input-size 2,1,32,32,32 \\
         --sweep batch_size=1,2,4
     medtoken benchmark --models unet3d --input-size 2,1,40,56,40 --mode volume \\
-        --data ../shared/data/msd_hippocampus --repeats 10
+        --data ../shared/data/msd_hippocampus --repeats 10 --stitching slab,full
+    medtoken benchmark --models unet3d:num_classes=14 --input-size 2,1,96,96,96 --mode volume \\
+        --volume-size 512,512,300 --spacing 0.8,0.8,2.5 --repeats 1 --warmup 0
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "volume mode B is the sliding-window batch and the spatial size the window")
     p.add_argument("--mode", choices=("infer", "train", "volume"), default="infer",
                    help="infer: eval forward; train: forward+backward+step; volume: "
-                   "whole-case sliding-window time on --data (default: infer)")
+                   "whole cases predicted as 'medtoken predict' does, one process each, on "
+                   "--data or generated --volume-size cases (default: infer)")
     p.add_argument("--repeats", type=int, default=20, metavar="N",
                    help="timed steps per model, interleaved; volume mode: cases (default: 20)")
     p.add_argument("--warmup", type=int, default=5, metavar="N",
@@ -44,6 +47,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "e.g. roi_size=[32,32],[64,64]) or a model config key (applied to --models; "
                    "the baseline stays as it is)")
     p.add_argument("--data", metavar="PATH", help="dataset folder for --mode volume")
+    p.add_argument("--volume-size", metavar="X,Y,Z",
+                   help="--mode volume on generated CT-like cases of this size (one per repeat)")
+    p.add_argument("--spacing", metavar="SX,SY,SZ",
+                   help="voxel spacing in mm of the generated cases (recorded)")
+    p.add_argument("--stitching", default="slab", metavar="slab[,full]",
+                   help="volume mode: how cases are stitched; 'slab,full' runs both, "
+                   "interleaved (default: slab, as medtoken predict)")
+    p.add_argument("--accumulate-dtype", choices=("float16", "float32"),
+                   help="volume mode: slab stitching's accumulation dtype (default: "
+                   "medtoken predict's, float16)")
     p.add_argument("--overlap", type=float, default=0.5,
                    help="sliding-window overlap in volume mode (default: 0.5)")
     p.add_argument("--memory", choices=("isolated", "inprocess", "off"), default="isolated",
@@ -70,7 +83,11 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--threads", str(args.threads)] if args.threads else []
     parts += ["--sweep", args.sweep] if args.sweep else []
     if args.mode == "volume":
-        parts += ["--data", str(args.data), "--overlap", str(args.overlap)]
+        parts += ["--data", str(args.data)] if args.data else \
+            ["--volume-size", args.volume_size] + (["--spacing", args.spacing]
+                                                   if args.spacing else [])
+        parts += ["--stitching", args.stitching, "--overlap", str(args.overlap)]
+        parts += ["--accumulate-dtype", args.accumulate_dtype] if args.accumulate_dtype else []
     parts += ["--profile", str(args.profile)] if args.profile else []
     parts += ["--compile", args.compile] if args.compile != "off" else []
     parts += ["--memory", args.memory, "--out", args.out]
@@ -81,16 +98,28 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.benchmark.report import write_results
     from medtoken.benchmark.runner import BenchmarkSettings, run_benchmark
     from medtoken.benchmark.spec import parse_input_size, parse_sweep
+    from medtoken.benchmark.volume import parse_volume_size
     from medtoken.config import parse_spec, parse_specs
     from medtoken.utils.errors import InputError
 
-    if args.mode == "volume" and not args.data:
-        raise InputError("--data", "--mode volume needs a dataset folder")
+    volume_size = spacing = None
+    if args.mode == "volume":
+        if bool(args.data) == bool(args.volume_size):
+            raise InputError("--data", "--mode volume needs a dataset folder or --volume-size "
+                             "(one of them)")
+        if args.volume_size:
+            volume_size = parse_volume_size(args.volume_size, "--volume-size")
+        if args.spacing:
+            spacing = parse_volume_size(args.spacing, "--spacing", float)
+    stitching = tuple(s.strip() for s in args.stitching.split(","))
+    if any(s not in ("slab", "full") for s in stitching) or len(set(stitching)) < len(stitching):
+        raise InputError("--stitching", f"must be slab, full or slab,full, got {args.stitching!r}")
     try:
         settings = BenchmarkSettings(
             input_size=parse_input_size(args.input_size), mode=args.mode, repeats=args.repeats,
             warmup=args.warmup, device=args.device, amp=args.amp, threads=args.threads,
-            data=args.data, overlap=args.overlap, memory=args.memory,
+            data=args.data, volume_size=volume_size, spacing=spacing, stitching=stitching,
+            accumulate_dtype=args.accumulate_dtype, overlap=args.overlap, memory=args.memory,
             profile=args.profile, compile=args.compile)
     except ValueError as err:
         raise InputError(None, str(err)) from None
