@@ -117,6 +117,23 @@ def _proc_rss_mb(pid: int) -> float | None:
     return None
 
 
+def _sample_until_exit(proc: subprocess.Popen[str], start: float
+                       ) -> tuple[list[float], list[float]]:
+    """``VmRSS`` of ``proc`` every :data:`SAMPLE_S` s until it exits: (seconds since ``start``,
+    MiB); killed after :data:`CHILD_TIMEOUT_S`."""
+    times, values = [], []
+    while proc.poll() is None:
+        rss = _proc_rss_mb(proc.pid)
+        if rss is not None:
+            times.append(time.perf_counter() - start)
+            values.append(rss)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(SAMPLE_S)
+        if time.perf_counter() - start > CHILD_TIMEOUT_S:
+            proc.kill()
+    return times, values
+
+
 def run_volume_process(job: VolumeJob) -> dict[str, Any]:
     """Run ``job`` in a fresh process, sampling its RSS; the child's results plus
     ``process_s``, ``rss_auc_mb_s`` and ``rss_samples``.
@@ -134,16 +151,12 @@ def run_volume_process(job: VolumeJob) -> dict[str, Any]:
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(dataclasses.asdict(job)))
         proc.stdin.close()
-        times, values = [], []
-        while proc.poll() is None:
-            rss = _proc_rss_mb(proc.pid)
-            if rss is not None:
-                times.append(time.perf_counter() - start)
-                values.append(rss)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(SAMPLE_S)
-            if time.perf_counter() - start > CHILD_TIMEOUT_S:
+        try:
+            times, values = _sample_until_exit(proc, start)
+        finally:  # an interrupted benchmark leaves no prediction running
+            if proc.poll() is None:
                 proc.kill()
+                proc.wait()
         process_s = time.perf_counter() - start
         out.seek(0)
         err.seek(0)

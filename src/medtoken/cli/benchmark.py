@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sliding-window overlap in volume mode (default: 0.5)")
     p.add_argument("--memory", choices=("isolated", "inprocess", "off"), default="isolated",
                    help="peak memory: a fresh process per model on CPU (isolated, default), a "
-                   "sampled in-process estimate, or off")
+                   "sampled in-process estimate, or off; volume mode always measures each run's "
+                   "own process")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, N forwards per model with the time split by top-level "
                    "submodule (where the time goes; default: 0 = off)")
