@@ -223,7 +223,10 @@ def _run_job(job: VolumeJob) -> dict[str, Any]:
                                  accumulate_dtype=job.accumulate_dtype, compile=job.compile)
     predict_s = time.perf_counter() - start
     if job.labels_out:
-        np.save(job.labels_out, labels)
+        from medtoken.utils.atomic import atomic_path
+
+        with atomic_path(job.labels_out) as tmp:
+            np.save(tmp, labels)
     gpu = torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
     return {"predict_s": predict_s, "shape": list(labels.shape),
             "labels_sha1": hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest(),
