@@ -18,7 +18,7 @@ import medtoken.tokens.pruning as pruning_module
 from medtoken import create_model
 from medtoken.models.scd import SCD
 from medtoken.registry import get_config
-from medtoken.tokens.assembly import scatter_tokens
+from medtoken.tokens.indexing import scatter_tokens
 
 TINY = ["scd_test", "scd2d_test"]
 P16 = {"encoder.patch_size": 16, "pruning.keep_ratio": 0.25, "completion.embed_dim": 384,

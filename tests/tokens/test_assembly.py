@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtoken.tokens.assembly import TokenAssembly, scatter_tokens
+from medtoken.tokens.assembly import TokenAssembly
+from medtoken.tokens.indexing import scatter_tokens
 
 
 def _random_partition(b: int, num_positions: int, sizes: list[int]) -> list[torch.Tensor]:

@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtoken.tokens import assembly, pruning, selection, topk
 from medtoken.tokens.indexing import ORDERS, gather_tokens, scatter_tokens, split_topk
-
-
-def test_every_family_uses_the_one_definition() -> None:
-    assert pruning.gather_tokens is selection.gather_tokens is gather_tokens
-    assert assembly.scatter_tokens is selection.scatter_tokens is scatter_tokens
-    assert topk.split_topk is split_topk
 
 
 def test_orders_hold_the_same_sets() -> None:
@@ -26,15 +19,10 @@ def test_orders_hold_the_same_sets() -> None:
     assert torch.all(by_index[0].diff(dim=1) > 0) and torch.all(by_index[1].diff(dim=1) > 0)
 
 
-def test_stable_ties_go_to_the_lower_index_and_unstable_is_argsort() -> None:
+def test_stable_ties_go_to_the_lower_index() -> None:
     scores = torch.tensor([[1.0, 3.0, 1.0, 3.0, 1.0, 3.0]])
     keep, rest = split_topk(scores, 4, order="score")
     assert keep.tolist() == [[1, 3, 5, 0]] and rest.tolist() == [[2, 4]]
-    ties = torch.randint(0, 3, (4, 50)).float()
-    keep, rest = split_topk(ties, 17, order="index", ties="argsort")
-    ranked = ties.argsort(dim=1, descending=True)  # what SCD always did
-    assert torch.equal(keep, ranked[:, :17].sort(dim=1).values)
-    assert torch.equal(rest, ranked[:, 17:].sort(dim=1).values)
 
 
 def test_topk_ties_keep_what_torch_topk_keeps() -> None:
@@ -44,7 +32,7 @@ def test_topk_ties_keep_what_torch_topk_keeps() -> None:
     released = torch.topk(scores, 2).indices.sort(dim=1).values
     keep, rest = split_topk(scores, 2, order="index", ties="topk")
     assert torch.equal(keep, released)
-    argsorted, _ = split_topk(scores, 2, order="index", ties="argsort")
+    argsorted = scores.argsort(dim=1, descending=True)[:, :2].sort(dim=1).values
     assert not torch.equal(argsorted, released)  # this tie does separate the two rules here
     assert sorted(keep[0].tolist() + rest[0].tolist()) == list(range(6))
     assert torch.all(rest.diff(dim=1) > 0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtoken.tokens.pruning import ScoreNet, TokenPruner, gather_tokens
+from medtoken.tokens.indexing import gather_tokens
+from medtoken.tokens.pruning import ScoreNet, TokenPruner
 
 DIM = 16
 

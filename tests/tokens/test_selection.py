@@ -9,13 +9,13 @@ import pytest
 import torch
 from scipy import ndimage
 
+from medtoken.tokens.indexing import gather_tokens
 from medtoken.tokens.selection import (
     boundary_band,
     boundary_hit_fraction,
     box_sums,
     cell_boxes,
     codebook_diversity,
-    gather_tokens,
     importance_score,
     minmax_normalize,
     random_topk,

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from medtoken.tokens.indexing import split_topk
 from medtoken.tokens.topk import (
     gumbel_noise_like,
     keep_count,
-    split_topk,
     straight_through_mask,
     straight_through_topk,
 )

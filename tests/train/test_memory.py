@@ -14,12 +14,12 @@ from medtoken import create_model
 from medtoken.models.base import ModelConfig, SegmentationModel
 from medtoken.train.memory import (
     MemoryEstimate,
-    available_memory,
     check_memory_fits,
     estimate_training_memory,
     saved_activation_bytes,
 )
 from medtoken.utils.errors import InputError
+from medtoken.utils.memory import available_memory
 
 CPU = torch.device("cpu")
 

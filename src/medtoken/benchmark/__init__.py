@@ -8,14 +8,10 @@ Markdown and charts. ``medtoken benchmark`` is the command-line front end.
 from medtoken.benchmark.report import write_results
 from medtoken.benchmark.runner import BenchmarkSettings, run_benchmark
 from medtoken.benchmark.spec import Sweep, parse_sweep
-from medtoken.config import ModelSpec, parse_spec, parse_specs
 
 __all__ = [
     "BenchmarkSettings",
-    "ModelSpec",
     "Sweep",
-    "parse_spec",
-    "parse_specs",
     "parse_sweep",
     "run_benchmark",
     "write_results",

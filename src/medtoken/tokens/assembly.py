@@ -22,8 +22,7 @@ from medtoken.layers.pos_embed import sincos_pos_embed
 from medtoken.layers.transformer import TransformerBlock
 from medtoken.tokens.indexing import scatter_tokens
 
-# scatter_tokens is re-exported from medtoken.tokens.indexing (its one definition)
-__all__ = ["ASSEMBLY_MODES", "TokenAssembly", "scatter_tokens"]
+__all__ = ["ASSEMBLY_MODES", "TokenAssembly"]
 
 ASSEMBLY_MODES = ("mta", "mask")
 

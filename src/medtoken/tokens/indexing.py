@@ -20,8 +20,8 @@ __all__ = ["ORDERS", "TIES", "gather_tokens", "scatter_tokens", "split_topk"]
 
 ORDERS = ("score", "index")
 Order = Literal["score", "index"]
-TIES = ("stable", "argsort", "topk")
-Ties = Literal["stable", "argsort", "topk"]
+TIES = ("stable", "topk")
+Ties = Literal["stable", "topk"]
 
 
 def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
@@ -34,8 +34,7 @@ def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
         order: ``"score"``: both index sets highest score first; ``"index"``: both ascending
             (raster order preserved).
         ties: how equal scores at the cut are broken: ``"stable"``, the lower index is kept;
-            ``"topk"``, as ``torch.topk`` keeps them (the STP+MTA release, so SCD); ``"argsort"``,
-            as torch's default (unstable) sort ranks them (SCD before it followed the release).
+            ``"topk"``, as ``torch.topk`` keeps them (the STP+MTA release, so SCD).
             Only the kept *set* depends on it; with ``order="score"`` the rest's tie order is
             unspecified under ``"topk"``.
 
@@ -53,10 +52,7 @@ def split_topk(scores: torch.Tensor, k: int, order: Order = "index",
     if ties == "topk":
         keep_idx, rest_idx = _split_like_topk(detached, k)
     else:
-        if ties == "stable":
-            ranked = torch.sort(detached, dim=-1, descending=True, stable=True).indices  # (B, N)
-        else:  # plain argsort: the TorchScript-based ONNX exporter supports no `stable` argument
-            ranked = detached.argsort(dim=-1, descending=True)  # (B, N) best first
+        ranked = torch.sort(detached, dim=-1, descending=True, stable=True).indices  # (B, N)
         keep_idx, rest_idx = ranked[:, :k], ranked[:, k:]
     if order == "index":
         keep_idx, rest_idx = keep_idx.sort(dim=-1).values, rest_idx.sort(dim=-1).values

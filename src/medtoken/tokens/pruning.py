@@ -28,8 +28,7 @@ from medtoken.tokens.topk import (
     straight_through_topk,
 )
 
-# gather_tokens is re-exported from medtoken.tokens.indexing (its one definition)
-__all__ = ["SELECTIONS", "PruneStep", "ScoreNet", "TokenPruner", "gather_tokens"]
+__all__ = ["SELECTIONS", "PruneStep", "ScoreNet", "TokenPruner"]
 
 SELECTIONS = ("gumbel", "topk", "random")
 

@@ -25,16 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from medtoken.layers.factory import conv_fn
-from medtoken.tokens.indexing import gather_tokens, scatter_tokens, split_topk
+from medtoken.tokens.indexing import scatter_tokens, split_topk
 
-# gather_tokens is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = [
     "boundary_band",
     "boundary_hit_fraction",
     "box_sums",
     "cell_boxes",
     "codebook_diversity",
-    "gather_tokens",
     "importance_score",
     "minmax_normalize",
     "random_topk",

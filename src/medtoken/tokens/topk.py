@@ -17,12 +17,10 @@ import torch
 
 from medtoken.tokens.indexing import split_topk
 
-# split_topk is re-exported from medtoken.tokens.indexing (its one definition)
 __all__ = [
     "Selection",
     "gumbel_noise_like",
     "keep_count",
-    "split_topk",
     "straight_through_mask",
     "straight_through_topk",
 ]

@@ -100,7 +100,8 @@ def _refuse_bad_data(root: str) -> None:
 
 def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
     """Refuse a run whose estimated peak memory exceeds what ``dev`` has available."""
-    from medtoken.train.memory import available_memory, check_memory_fits, estimate_training_memory
+    from medtoken.train.memory import check_memory_fits, estimate_training_memory
+    from medtoken.utils.memory import available_memory
 
     estimate = estimate_training_memory(model, cfg.micro_batch_size, model.config.roi_size, dev,
                                         cfg.accumulate, _amp_dtype(cfg, dev))

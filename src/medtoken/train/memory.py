@@ -45,14 +45,12 @@ from typing import Any
 import torch
 
 from medtoken.utils.errors import InputError
-from medtoken.utils.memory import available_memory, byte_unit, format_bytes, probe_size
+from medtoken.utils.memory import byte_unit, format_bytes, probe_size
 
 __all__ = [
     "MemoryEstimate",
-    "available_memory",
     "check_memory_fits",
     "estimate_training_memory",
-    "format_bytes",
     "saved_activation_bytes",
 ]
 
