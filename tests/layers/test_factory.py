@@ -12,6 +12,7 @@ from medtoken.layers.factory import (
     conv_fn,
     conv_transpose_type,
     conv_type,
+    instance_norm_type,
     linear_mode,
     pool_fn,
     pool_type,
@@ -24,6 +25,7 @@ def test_module_classes_are_torchs_own(sd: int) -> None:
     assert conv_type(sd) is (nn.Conv2d, nn.Conv3d)[pick]
     assert conv_transpose_type(sd) is (nn.ConvTranspose2d, nn.ConvTranspose3d)[pick]
     assert batch_norm_type(sd) is (nn.BatchNorm2d, nn.BatchNorm3d)[pick]
+    assert instance_norm_type(sd) is (nn.InstanceNorm2d, nn.InstanceNorm3d)[pick]
     assert pool_type("avg", sd) is (nn.AvgPool2d, nn.AvgPool3d)[pick]
     assert pool_type("max", sd) is (nn.MaxPool2d, nn.MaxPool3d)[pick]
 

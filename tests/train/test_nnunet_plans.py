@@ -17,11 +17,12 @@ from medtoken.cli.main import main
 from medtoken.data.datasets import load_dataset
 from medtoken.data.io import read_label
 from medtoken.data.synthetic import make_synthetic_dataset
+from medtoken.models.nnunet import NNUNetConfig
 from medtoken.planning import plans as planning
 from medtoken.registry import create_model
 from medtoken.train import nnunet_plans
 from medtoken.train.config import TrainConfig
-from medtoken.train.nnunet_plans import model_fields, resolve_plan
+from medtoken.train.nnunet_plans import resolve_plan
 from medtoken.utils.errors import InputError
 from tests.conftest import shared_dataset
 
@@ -113,7 +114,7 @@ def test_plans_from_medtoken_plan_give_the_model_its_axes(tmp_path: Path) -> Non
     cfg, run = resolve_plan(TrainConfig(data=str(data), model="nnunet", plans=str(out)),
                             load_dataset(data))
     assert run.plan is not None and cfg.batch_size == conf["batch_size"]
-    fields = model_fields(run.plan)
+    fields = NNUNetConfig.fields_from_plan(run.plan)
     patch = conf["patch_size"]
     assert fields["roi_size"] == [patch[0], patch[2], patch[1]]
     kw = conf["architecture"]["arch_kwargs"]
@@ -132,7 +133,7 @@ def test_hand_written_plans_are_read_in_array_axis_order(data3d: Path, tmp_path:
     _, run = resolve_plan(TrainConfig(model="nnunet", plans=str(_write_plans(
         tmp_path / "p.json"))), load_dataset(data3d))
     assert run.plan is not None and run.plan.configuration == "3d_fullres"
-    fields = model_fields(run.plan)
+    fields = NNUNetConfig.fields_from_plan(run.plan)
     assert fields["roi_size"] == [24, 16, 8] and run.spacing == (0.9, 1.0, 1.2)
     assert fields["strides"] == [[1, 1, 1], [2, 2, 1], [2, 2, 2]]
     assert fields["kernel_sizes"][0] == [3, 3, 1]
@@ -205,7 +206,8 @@ def test_without_plans_the_dataset_is_planned(data3d: Path) -> None:
     assert run.plans == expected and run.source is None
     assert run.plan is not None and run.plan.configuration == "3d_fullres"
     assert cfg.batch_size == conf["batch_size"]
-    assert model_fields(run.plan)["roi_size"] == conf["patch_size"][::-1]  # no transpose here
+    roi = NNUNetConfig.fields_from_plan(run.plan)["roi_size"]
+    assert roi == conf["patch_size"][::-1]  # no transpose here
     assert run.facts()["plans"]["source"] == "planned from the dataset"
     cfg, run = resolve_plan(TrainConfig(model="unet3d", spacing="plan"), info)
     assert run.plan is None and run.spacing == tuple(conf["spacing"][::-1])
@@ -253,7 +255,19 @@ def test_hippocampus_is_planned_as_nnunet_plans_it() -> None:
     info = load_dataset(shared_dataset("msd_hippocampus"))
     cfg, run = resolve_plan(TrainConfig(model="nnunet"), info)
     assert run.plan is not None and cfg.batch_size == 7 and run.spacing == (1.0, 1.0, 1.0)
-    fields = model_fields(run.plan)
+    fields = NNUNetConfig.fields_from_plan(run.plan)
     assert fields["roi_size"] == [40, 56, 40]
     assert fields["features_per_stage"] == [32, 64, 128, 256]
     assert fields["strides"] == [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
+
+
+def test_only_configs_built_from_plans_take_one() -> None:
+    """train/ asks the config (``uses_plan``, ``plan_presets``), not the family name."""
+    from medtoken.models.base import ModelConfig
+    from medtoken.train.nnunet_plans import plan_preset
+
+    assert NNUNetConfig.uses_plan and not ModelConfig.uses_plan
+    assert plan_preset("nnunet", 3) == "nnunet3d" and plan_preset("nnunet", 2) == "nnunet2d"
+    assert plan_preset("nnunet_test", 3) == "nnunet_test" and plan_preset("unet3d", 3) == "unet3d"
+    with pytest.raises(NotImplementedError, match="take no nnU-Net plan"):
+        ModelConfig.fields_from_plan(None)  # type: ignore[arg-type]

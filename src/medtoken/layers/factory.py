@@ -23,6 +23,7 @@ __all__ = [
     "conv_fn",
     "conv_transpose_type",
     "conv_type",
+    "instance_norm_type",
     "linear_mode",
     "pool_fn",
     "pool_type",
@@ -60,6 +61,13 @@ def batch_norm_type(spatial_dims: int) -> type[nn.BatchNorm2d] | type[nn.BatchNo
     """``nn.BatchNorm2d`` or ``nn.BatchNorm3d``."""
     return cast("type[nn.BatchNorm2d] | type[nn.BatchNorm3d]",
                 Norm[Norm.BATCH, _check(spatial_dims)])
+
+
+def instance_norm_type(spatial_dims: int
+                       ) -> type[nn.InstanceNorm2d] | type[nn.InstanceNorm3d]:
+    """``nn.InstanceNorm2d`` or ``nn.InstanceNorm3d``."""
+    return cast("type[nn.InstanceNorm2d] | type[nn.InstanceNorm3d]",
+                Norm[Norm.INSTANCE, _check(spatial_dims)])
 
 
 def pool_type(kind: PoolKind, spatial_dims: int) -> (

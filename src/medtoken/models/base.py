@@ -21,10 +21,13 @@ A new family implements these in its own ``models/<family>/`` and touches nothin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from medtoken.planning.plans import NnunetPlan
 
 __all__ = ["ModelConfig", "SegOutput", "SegmentationModel", "TokenSelection"]
 
@@ -44,10 +47,15 @@ class ModelConfig:
         family: the registered family name.
         dataset_facts: dataset facts beyond channels and classes that training fills into the
             config; ``"spacing"``: the median voxel spacing of the training cases.
+        uses_plan: the family is built from an nnU-Net plan (:meth:`fields_from_plan`).
+        plan_presets: plan configuration (``"3d_fullres"``, ``"2d"``) -> the family's preset
+            for it; ``--model <family>`` trains the one that fits the dataset.
     """
 
     family: ClassVar[str] = ""
     dataset_facts: ClassVar[tuple[str, ...]] = ()
+    uses_plan: ClassVar[bool] = False
+    plan_presets: ClassVar[dict[str, str]] = {}
     spatial_dims: int = 3
     in_channels: int = 1
     num_classes: int = 2
@@ -64,6 +72,15 @@ class ModelConfig:
         if len(self.roi_size) != self.spatial_dims or min(self.roi_size) < 1:
             raise ValueError(f"roi_size must have {self.spatial_dims} positive entries, got "
                              f"{self.roi_size}")
+
+    @classmethod
+    def fields_from_plan(cls, plan: NnunetPlan) -> dict[str, Any]:
+        """Config fields of an nnU-Net plan configuration (families with ``uses_plan``).
+
+        Raises:
+            NotImplementedError: the family is not built from plans.
+        """
+        raise NotImplementedError(f"the {cls.family or cls.__name__} models take no nnU-Net plan")
 
     def variant_notes(self) -> dict[str, Any]:
         """What an export of this model bakes in (the sidecar's ``variant``): e.g. the mLSTM

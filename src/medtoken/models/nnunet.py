@@ -3,7 +3,7 @@
 This is the class nnU-Net v2 builds for ``3d_fullres`` and ``2d`` (``get_network_from_plans``
 with the plan's ``arch_kwargs``), wrapped in the medtoken contract. The config fields mirror the
 ``arch_kwargs`` of an ``nnUNetPlans.json`` configuration (in medtoken's array axis order), so a
-plan maps onto a config field by field (:mod:`medtoken.train.nnunet_plans`).
+plan maps onto a config field by field (:meth:`NNUNetConfig.fields_from_plan`).
 
 Training uses nnU-Net's deep-supervision loss (:mod:`medtoken.models.losses`):
 ``forward_with_aux(x, target)`` returns it as the whole segmentation loss
@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from medtoken.layers.factory import conv_type, instance_norm_type
 from medtoken.models.base import ModelConfig, SegmentationModel, SegOutput
 from medtoken.models.losses import deep_supervision_loss, deep_supervision_scales
 from medtoken.registry import register_family, register_preset
 from medtoken.utils.errors import InputError
 
+if TYPE_CHECKING:
+    from medtoken.planning.plans import NnunetPlan
+
 __all__ = ["NNUNetConfig", "NNUNetModel", "nnunet_defaults"]
 
+_ARCH_FIELDS = ("n_stages", "features_per_stage", "n_conv_per_stage", "n_conv_per_stage_decoder")
 _INSTALL_HINT = ("dynamic_network_architectures: pip install --no-deps "
                  "'dynamic_network_architectures>=0.4.4,<0.5'")
 
@@ -50,6 +55,8 @@ class NNUNetConfig(ModelConfig):
     """
 
     family: ClassVar[str] = "nnunet"
+    uses_plan: ClassVar[bool] = True
+    plan_presets: ClassVar[dict[str, str]] = {"3d_fullres": "nnunet3d", "2d": "nnunet2d"}
     n_stages: int = 4
     features_per_stage: tuple[int, ...] = (32, 64, 128, 256)
     kernel_sizes: tuple[tuple[int, ...], ...] = ((3, 3, 3),) * 4
@@ -77,6 +84,30 @@ class NNUNetConfig(ModelConfig):
                 raise ValueError(f"every entry of {name} needs {self.spatial_dims} positive "
                                  f"values, got {getattr(self, name)}")
 
+    @classmethod
+    def fields_from_plan(cls, plan: NnunetPlan) -> dict[str, Any]:
+        """Config fields of a plan (medtoken axis order): its ``arch_kwargs`` one to one, its
+        ``batch_dice`` and its patch as ``roi_size``.
+
+        Raises:
+            InputError: naming the plans file, for a network other than ``PlainConvUNet``.
+        """
+        if not plan.network_class_name.endswith("PlainConvUNet"):
+            raise InputError(plan.source, f"network '{plan.network_class_name}' is not "
+                             "supported; medtoken's nnunet family builds PlainConvUNet "
+                             "(nnU-Net's default plans)")
+        kwargs = plan.arch_kwargs
+        fields: dict[str, Any] = {k: list(kwargs[k]) if isinstance(kwargs[k], list) else kwargs[k]
+                                  for k in _ARCH_FIELDS}
+        fields["kernel_sizes"] = [list(k) for k in plan.kernel_sizes]  # (stage, axis)
+        fields["strides"] = [list(s) for s in plan.strides]
+        fields["conv_bias"] = bool(kwargs.get("conv_bias", True))
+        fields["norm_eps"] = float((kwargs.get("norm_op_kwargs") or {}).get("eps", 1e-5))
+        fields["negative_slope"] = float((kwargs.get("nonlin_kwargs") or {})
+                                         .get("negative_slope", 0.01))
+        fields["batch_dice"] = plan.batch_dice
+        return {**fields, "roi_size": list(plan.roi_size)}
+
 
 def _plain_conv_unet(config: NNUNetConfig) -> nn.Module:
     """``PlainConvUNet`` as nnU-Net's ``get_network_from_plans`` builds it (He init included)."""
@@ -84,8 +115,7 @@ def _plain_conv_unet(config: NNUNetConfig) -> nn.Module:
         from dynamic_network_architectures.architectures.unet import PlainConvUNet
     except ImportError:
         raise InputError("--model", f"the nnunet models need {_INSTALL_HINT}") from None
-    conv, norm = ((nn.Conv3d, nn.InstanceNorm3d) if config.spatial_dims == 3
-                  else (nn.Conv2d, nn.InstanceNorm2d))
+    conv, norm = conv_type(config.spatial_dims), instance_norm_type(config.spatial_dims)
     net = PlainConvUNet(
         input_channels=config.in_channels, n_stages=config.n_stages,
         features_per_stage=list(config.features_per_stage), conv_op=conv,

@@ -19,7 +19,6 @@ from medtoken.planning.plans import NnunetPlan
 from medtoken.registry import build_model, get_config
 from medtoken.train.config import TrainConfig
 from medtoken.train.data import LoadedCase, derive_roi_size
-from medtoken.train.nnunet_plans import model_fields
 from medtoken.utils.errors import InputError
 
 __all__ = ["resolve_model_config"]
@@ -43,7 +42,7 @@ def resolve_model_config(train_cfg: TrainConfig, info: DatasetInfo, overrides: d
     user = _user_overrides(train_cfg, overrides, info)
     facts: dict[str, Any] = {"in_channels": info.num_channels, "num_classes": info.num_classes}
     if plan is not None:
-        facts.update(model_fields(plan))  # architecture and roi_size, medtoken axis order
+        facts.update(type(preset).fields_from_plan(plan))  # architecture, roi_size (our axes)
     if "spacing" in preset.dataset_facts:
         spacing = np.median(np.array([c.spacing for c in cases]), axis=0)
         facts["spacing"] = [round(float(s), 4) for s in spacing]

@@ -7,8 +7,8 @@ The plan is read by :func:`medtoken.planning.plans.load_plan`, whose
 :class:`~medtoken.planning.plans.NnunetPlan` is already in medtoken's array axis order
 (``roi_size``, ``spacing``, ``kernel_sizes``, ``strides``): nothing here reverses axes. It gives
 the patch (``roi_size``), the target spacing, the batch size (unless ``--batch-size``),
-``batch_dice`` and the network's ``arch_kwargs``, which map one to one onto
-:class:`~medtoken.models.nnunet.NNUNetConfig` fields (:func:`model_fields`).
+``batch_dice`` and the network's ``arch_kwargs``, which the model config maps onto its fields
+(:meth:`~medtoken.models.base.ModelConfig.fields_from_plan` of a config with ``uses_plan``).
 """
 
 from __future__ import annotations
@@ -34,14 +34,12 @@ __all__ = [
     "CONFIGURATIONS",
     "RunPlan",
     "configuration_for",
-    "model_fields",
-    "nnunet_preset",
+    "plan_preset",
     "resolve_plan",
     "resolve_spacing",
 ]
 
-CONFIGURATIONS = {"3d_fullres": "nnunet3d", "2d": "nnunet2d"}  # plan configuration -> preset
-_ARCH_FIELDS = ("n_stages", "features_per_stage", "n_conv_per_stage", "n_conv_per_stage_decoder")
+CONFIGURATIONS = ("3d_fullres", "2d")  # the plan configurations a run can train from
 
 
 def configuration_for(spatial_dims: int, requested: str | None) -> str:
@@ -55,33 +53,13 @@ def configuration_for(spatial_dims: int, requested: str | None) -> str:
     return name
 
 
-def nnunet_preset(model: str, spatial_dims: int) -> str:
-    """``nnunet`` -> ``nnunet3d`` or ``nnunet2d`` for the dataset; other names unchanged."""
-    if model != "nnunet":
+def plan_preset(model: str, spatial_dims: int) -> str:
+    """A plan-built family's name (``nnunet``) -> its preset for the dataset's configuration
+    (``nnunet3d`` or ``nnunet2d``, from the config's ``plan_presets``); other names unchanged."""
+    config_type = type(get_config(model))
+    if model != config_type.family or not config_type.plan_presets:
         return model
-    return CONFIGURATIONS[configuration_for(spatial_dims, None)]
-
-
-def model_fields(plan: NnunetPlan) -> dict[str, Any]:
-    """:class:`~medtoken.models.nnunet.NNUNetConfig` fields of a plan (medtoken axis order).
-
-    Raises:
-        InputError: naming the plans file, for a network other than ``PlainConvUNet``.
-    """
-    if not plan.network_class_name.endswith("PlainConvUNet"):
-        raise InputError(plan.source, f"network '{plan.network_class_name}' is not supported; "
-                         "medtoken's nnunet family builds PlainConvUNet (nnU-Net's default plans)")
-    kwargs = plan.arch_kwargs
-    fields: dict[str, Any] = {k: list(kwargs[k]) if isinstance(kwargs[k], list) else kwargs[k]
-                              for k in _ARCH_FIELDS}
-    fields["kernel_sizes"] = [list(k) for k in plan.kernel_sizes]  # (stage, axis)
-    fields["strides"] = [list(s) for s in plan.strides]
-    fields["conv_bias"] = bool(kwargs.get("conv_bias", True))
-    fields["norm_eps"] = float((kwargs.get("norm_op_kwargs") or {}).get("eps", 1e-5))
-    fields["negative_slope"] = float((kwargs.get("nonlin_kwargs") or {})
-                                     .get("negative_slope", 0.01))
-    fields["batch_dice"] = plan.batch_dice
-    return {**fields, "roi_size": list(plan.roi_size)}
+    return config_type.plan_presets[configuration_for(spatial_dims, None)]
 
 
 def resolve_spacing(option: str, plan: NnunetPlan | None,
@@ -154,16 +132,16 @@ def resolve_plan(cfg: TrainConfig, info: DatasetInfo) -> tuple[TrainConfig, RunP
         InputError: ``--plans``/``--configuration`` for another model, a configuration for the
             other dimensionality, or a plans file for other data (channels, labels, 2D/3D).
     """
-    model = nnunet_preset(cfg.model, info.spatial_dims)
-    is_nnunet = type(get_config(model)).family == "nnunet"
-    if not is_nnunet and (cfg.plans or cfg.configuration):
+    model = plan_preset(cfg.model, info.spatial_dims)
+    config_type = type(get_config(model))
+    if not config_type.uses_plan and (cfg.plans or cfg.configuration):
         raise InputError("--plans", f"plans configure the nnunet models, not '{model}'")
     plan, plans = None, None
-    if is_nnunet or cfg.spacing == "plan":
+    if config_type.uses_plan or cfg.spacing == "plan":
         plan, plans = _load(cfg, info)
-        if is_nnunet:
-            model_fields(plan)  # refuse an unsupported network before any data is loaded
+        if config_type.uses_plan:
+            config_type.fields_from_plan(plan)  # refuse an unsupported network before data
     target = resolve_spacing(cfg.spacing, plan, info.spatial_dims)
-    batch = cfg.batch_size or (plan.batch_size if is_nnunet and plan else None)
+    batch = cfg.batch_size or (plan.batch_size if config_type.uses_plan and plan else None)
     resolved = replace(cfg, model=model, batch_size=batch or cfg.micro_batch_size)
-    return resolved, RunPlan(plan if is_nnunet else None, target, plans, cfg.plans)
+    return resolved, RunPlan(plan if config_type.uses_plan else None, target, plans, cfg.plans)
