@@ -32,3 +32,10 @@ def test_bad_files_name_the_file(tmp_path: Path, content: bytes, message: str) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read JSON"):
         read_json(tmp_path / "nope.json")
+
+
+def test_nan_to_none_reaches_nested_values() -> None:
+    from medtoken.utils.jsonio import nan_to_none
+
+    value = {"a": float("nan"), "b": [1.0, (float("nan"), "x")], "c": {"d": 2}}
+    assert nan_to_none(value) == {"a": None, "b": [1.0, [None, "x"]], "c": {"d": 2}}

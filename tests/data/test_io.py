@@ -269,3 +269,10 @@ def test_write_checks_shape() -> None:
         write_label(np.zeros((3, 4), np.uint8), meta, Path("unused.png"))
     with pytest.raises(ValueError, match="spacing"):
         ImageMeta((4, 3), (1.0,), np.eye(4), ".png", "mem")
+
+
+def test_smallest_label_dtype() -> None:
+    from medtoken.data.io import smallest_label_dtype
+
+    assert smallest_label_dtype(0) == np.uint8 and smallest_label_dtype(255) == np.uint8
+    assert smallest_label_dtype(256) == np.uint16

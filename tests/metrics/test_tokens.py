@@ -42,6 +42,7 @@ class _FixedSelection(nn.Module):
 
     config = type("C", (), {"roi_size": (8, 8)})()
     fixed_input_size = None
+    window_size = (8, 8)  # SegmentationModel.window_size: fixed_input_size or roi_size
 
     def __init__(self) -> None:
         super().__init__()

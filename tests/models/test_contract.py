@@ -156,3 +156,11 @@ def test_activation_checkpoint_blocks_are_the_models_token_blocks(name: str, ove
 def test_token_selection_needs_a_stage() -> None:
     with pytest.raises(ValueError, match="at least one stage"):
         TokenSelection(torch.zeros(4, 4, dtype=torch.int64), ())
+
+
+@CASES
+def test_window_size_is_the_fixed_input_size_else_the_roi(name: str, overrides: dict) -> None:
+    model = create_model(name, **overrides)
+    fixed = model.fixed_input_size
+    assert model.window_size == tuple(fixed if fixed is not None else model.config.roi_size)
+    assert all(isinstance(s, int) for s in model.window_size)

@@ -39,7 +39,7 @@ class RunComparison:
 
 
 def _memory(model: Any, data: Path, case_id: str, device: torch.device) -> float | None:
-    roi = list(model.fixed_input_size or model.config.roi_size)
+    roi = list(model.window_size)
     job = MemoryJob(family=type(model.config).family, config=to_dict(model.config),
                     mode="volume", input_size=[SW_BATCH_SIZE, model.in_channels, *roi],
                     device=str(device), threads=torch.get_num_threads(), steps=1,
@@ -68,7 +68,7 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     memory = {name: _memory(m, Path(data), largest, device) for name, m in models.items()}
     steps = {}
     for name, model in models.items():
-        roi = model.fixed_input_size or model.config.roi_size
+        roi = model.window_size
         steps[name] = build_workload(model, "volume", (SW_BATCH_SIZE, model.in_channels, *roi),
                                      device, cases=volume).step
     times = time_interleaved(steps, warmup, len(volume.case_ids), device)

@@ -12,6 +12,7 @@ A folder of DICOM series folders has no labels; only its images are checked.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from medtoken.data.io import (
 )
 from medtoken.utils.errors import InputError
 
-__all__ = ["Problem", "check_dataset"]
+__all__ = ["Problem", "check_dataset", "voxel_size_problem"]
 
 
 def _image_values_problems(case_id: str, path: str, image: np.ndarray) -> list[Problem]:
@@ -60,13 +61,23 @@ def _geometry_problem(case_id: str, path: str, meta: ImageMeta, ref: ImageMeta,
     return None
 
 
+def voxel_size_problem(path: str | os.PathLike[str],
+                       spacing: Sequence[float] | None) -> str | None:
+    """What is wrong with a voxel size that is missing, zero or not finite, as stored in
+    ``path`` (nibabel reads a zero ``pixdim`` as 1, with a warning, so this peeks at the header)
+    or as read (``spacing``); ``None`` when both are fine."""
+    for candidate in (peek_stored_spacing(path) or (), spacing or ()):
+        if not all(np.isfinite(s) and s > 0 for s in candidate):
+            return f"voxel size {candidate} is missing or zero; every axis needs a spacing > 0"
+    return None
+
+
 def _voxel_size_problem(case_id: str, path: str, meta: ImageMeta) -> Problem | None:
     """A spacing that is missing, zero or not finite (as read, or as stored before nibabel
     repairs it), or an affine with a zero-length axis."""
-    for spacing in (meta.spacing, peek_stored_spacing(path) or ()):
-        if not all(np.isfinite(s) and s > 0 for s in spacing):
-            return Problem(case_id, path, f"voxel size {spacing} is missing or zero; every "
-                                          "axis needs a spacing > 0")
+    bad_spacing = voxel_size_problem(path, meta.spacing)
+    if bad_spacing is not None:
+        return Problem(case_id, path, bad_spacing)
     lengths = np.linalg.norm(np.asarray(meta.affine)[:3, :meta.spatial_dims], axis=0)
     if not np.all(np.isfinite(lengths) & (lengths > 0)):
         axes = [i for i, n in enumerate(lengths) if not (np.isfinite(n) and n > 0)]

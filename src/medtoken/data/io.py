@@ -35,6 +35,7 @@ __all__ = [
     "peek_stored_spacing",
     "read_image",
     "read_label",
+    "smallest_label_dtype",
     "split_file_ending",
     "write_image",
     "write_label",
@@ -88,6 +89,12 @@ class ImageMeta:
     def spatial_dims(self) -> int:
         """Number of spatial axes (2 or 3)."""
         return len(self.spatial_shape)
+
+
+def smallest_label_dtype(max_value: float) -> np.dtype:
+    """``uint8`` when no value exceeds 255, else ``uint16``: how label maps (and 2D image files)
+    are stored."""
+    return np.dtype(np.uint8 if max_value <= 255 else np.uint16)
 
 
 def split_file_ending(path: PathLike) -> tuple[str, str]:
@@ -192,8 +199,7 @@ def _write_pillow(arr: np.ndarray, tmp: Path, ending: str) -> None:
     limit = 255 if arr.shape[0] == 3 or ending in (".jpg", ".jpeg", ".bmp") else 65535
     if lo < 0 or hi > limit:
         raise ValueError(f"{ending} stores integers 0..{limit}; got values {lo}..{hi}")
-    dtype = np.uint8 if hi <= 255 else np.uint16
-    data = np.rint(arr).astype(dtype)
+    data = np.rint(arr).astype(smallest_label_dtype(hi))
     data = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)  # (3, H, W) -> (H, W, 3)
     Image.fromarray(data).save(tmp, format=_PIL_FORMATS[ending])
 
@@ -379,7 +385,7 @@ def write_label(labels: np.ndarray, meta: ImageMeta, path: PathLike) -> None:
         raise ValueError("labels must be integer valued")
     if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint16).max):
         raise ValueError(f"labels must lie in 0..65535, got {labels.min()}..{labels.max()}")
-    dtype = np.uint8 if labels.size == 0 or labels.max() < 256 else np.uint16
+    dtype = smallest_label_dtype(labels.max() if labels.size else 0)
     _write(labels.astype(dtype)[None], meta, Path(path), label=True)
 
 

@@ -32,6 +32,7 @@ from medtoken.data.io import IMAGE_ENDINGS, read_label, split_file_ending
 from medtoken.metrics.case import EMPTY_POLICY, HD_PERCENTILE, METRIC_NAMES, compute_case_metrics
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
+from medtoken.utils.jsonio import nan_to_none
 from medtoken.utils.version import __version__
 
 __all__ = [
@@ -139,16 +140,6 @@ def aggregate_means(metrics_per_case: Sequence[dict[str, dict[str, float]]],
     return mean, foreground_mean
 
 
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def _csv_text(summary: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -169,7 +160,7 @@ def write_summary(summary: dict[str, Any], output: str | Path) -> Path:
     with the suffix ``.csv`` (NaN as ``nan``). Returns the CSV path.
     """
     output = Path(output)
-    text = json.dumps(_nan_to_none(summary), sort_keys=True, indent=2, allow_nan=False)
+    text = json.dumps(nan_to_none(summary), sort_keys=True, indent=2, allow_nan=False)
     atomic_write_text(output, text + "\n")
     csv_path = output.with_suffix(".csv")
     atomic_write_text(csv_path, _csv_text(summary))

@@ -78,7 +78,7 @@ def case_token_hits(model: Any, case_id: str, image: np.ndarray, labels: np.ndar
         labels: ``(*S)`` integer labels.
         radius: boundary band half-width in voxels.
     """
-    window = tuple(model.fixed_input_size or model.config.roi_size)
+    window = model.window_size
     image, labels, slices = _windows(image, labels, window)
     device = next(model.parameters()).device
     selected_fracs, random_fracs, selected, candidates = [], [], 0, 0

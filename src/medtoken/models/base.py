@@ -13,6 +13,7 @@ Training, inference, benchmarking and export rely only on what is here:
   (``ModelConfig.variant_notes``);
 - ``input_multiple`` is what the spatial size must be divisible by, and ``fixed_input_size``
   is not ``None`` for models (ViTs with learned positional embeddings) that accept one size only;
+  ``window_size`` is the input size of a sliding window (the fixed size, else ``roi_size``);
 - ``activation_checkpoint_blocks`` are the block classes ``--grad-checkpointing`` wraps.
 
 A new family implements these in its own ``models/<family>/`` and touches nothing else.
@@ -169,6 +170,12 @@ class SegmentationModel(nn.Module):
     def fixed_input_size(self) -> tuple[int, ...] | None:
         """The only accepted spatial input size, or ``None`` if any multiple works."""
         return None
+
+    @property
+    def window_size(self) -> tuple[int, ...]:
+        """The sliding-window (and benchmark) input size: the fixed input size if the model has
+        one, else the config's ``roi_size``."""
+        return tuple(self.fixed_input_size or self.config.roi_size)
 
     @property
     def needs_unused_parameter_search(self) -> bool:

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from medtoken.data.check import voxel_size_problem
 from medtoken.data.datasets import Case, DatasetInfo
-from medtoken.data.io import peek_stored_spacing, read_image, read_label
+from medtoken.data.io import read_image, read_label
 from medtoken.planning.axes import reader_writer_for, to_nnunet_axes
 from medtoken.utils.errors import InputError
 
@@ -96,10 +97,9 @@ def _check_spacing(case: Case, spacing: tuple[float, ...] | None) -> None:
     """Refuse a spacing that is zero or not finite, as stored (nibabel reads a zero ``pixdim``
     as 1, with a warning: so this runs before the image is read) or as read."""
     for path in case.images:
-        for candidate in (peek_stored_spacing(path) or (), spacing or ()):
-            if not all(np.isfinite(s) and s > 0 for s in candidate):
-                raise InputError(path, f"case {case.case_id}: voxel size {candidate} is "
-                                       "missing or zero; every axis needs a spacing > 0")
+        problem = voxel_size_problem(path, spacing)
+        if problem is not None:
+            raise InputError(path, f"case {case.case_id}: {problem}")
 
 
 def _read_case(case: Case,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medtoken.data.resample import ANISOTROPY_THRESHOLD, new_shape_for
 from medtoken.planning.fingerprint import DatasetFingerprint
 from medtoken.planning.topology import conv_feature_map_size, get_pool_and_conv_props
 
@@ -24,7 +25,6 @@ Vector = Sequence[float] | np.ndarray  # one value per axis
 __all__ = ["PlannerInput", "determine_target_spacing", "determine_transpose",
            "normalization_schemes", "plan_configuration", "plan_experiment"]
 
-ANISO_THRESHOLD = 3
 UNET_BASE_NUM_FEATURES = 32
 UNET_REFERENCE_VAL_3D = 560000000
 UNET_REFERENCE_VAL_2D = 85000000
@@ -81,8 +81,8 @@ def determine_target_spacing(fingerprint: DatasetFingerprint) -> np.ndarray:
     worst = int(np.argmax(target))
     others = [i for i in range(len(target)) if i != worst]
     other_spacings = [target[i] for i in others]
-    aniso_spacing = target[worst] > ANISO_THRESHOLD * max(other_spacings)
-    aniso_voxels = target_size[worst] * ANISO_THRESHOLD < min(target_size[i] for i in others)
+    aniso_spacing = target[worst] > ANISOTROPY_THRESHOLD * max(other_spacings)
+    aniso_voxels = target_size[worst] * ANISOTROPY_THRESHOLD < min(target_size[i] for i in others)
     if aniso_spacing and aniso_voxels:
         axis_target = np.percentile(spacings[:, worst], 10)
         if axis_target < max(other_spacings):
@@ -238,11 +238,6 @@ def _configuration_dict(data_identifier: str, batch_size: int, patch: Sequence[i
     }
 
 
-def _compute_new_shape(shape: Vector, spacing: Vector, new_spacing: Vector) -> np.ndarray:
-    return np.array([round(float(i / j * k)) for i, j, k in zip(spacing, new_spacing, shape,
-                                                               strict=True)])
-
-
 def _plan_lowres(fullres: dict[str, Any], median_shape: np.ndarray, planner_input: PlannerInput,
                  rel_size: float, cache: dict[str, int]) -> dict[str, Any] | None:
     """nnU-Net's ``3d_lowres`` search: coarsen the spacing until the patch covers 25%."""
@@ -279,7 +274,7 @@ def plan_experiment(fingerprint: DatasetFingerprint, planner_input: PlannerInput
     fullres_spacing = determine_target_spacing(fingerprint)
     forward, backward = determine_transpose(fullres_spacing)
     spacing_t = fullres_spacing[forward]
-    new_shapes = [_compute_new_shape(c.shape_after_crop, c.spacing, fullres_spacing)
+    new_shapes = [new_shape_for(c.shape_after_crop, c.spacing, fullres_spacing)
                   for c in fingerprint.cases]
     median_t = np.median(new_shapes, 0)[forward]
     n_voxels = float(np.prod(median_t, dtype=np.float64) * planner_input.num_training)

@@ -10,7 +10,6 @@ tried, with the Dice before and after), ``num_cases``, ``connectivity`` and ``fo
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 from medtoken.postprocessing.components import CONNECTIVITY, remove_all_but_largest_component
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
-from medtoken.utils.jsonio import read_json_object
+from medtoken.utils.jsonio import nan_to_none, read_json_object
 
 __all__ = ["LCC_FUNCTION", "PostprocessingPlan", "apply_postprocessing", "read_plan",
            "write_plan"]
@@ -128,16 +127,6 @@ def read_plan(path: str | os.PathLike[str]) -> PostprocessingPlan:
     return PostprocessingPlan(steps, labels, data)
 
 
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def plan_to_dict(plan: PostprocessingPlan) -> dict[str, Any]:
     """The JSON content of ``plan``: its record with the steps and labels written over it."""
     # as nnU-Net: the all-foreground step names a list of labels, a per-class step one label
@@ -154,6 +143,6 @@ def plan_to_dict(plan: PostprocessingPlan) -> dict[str, Any]:
 def write_plan(plan: PostprocessingPlan, path: str | os.PathLike[str]) -> Path:
     """Write ``plan`` as strict JSON (NaN as ``null``) to ``path``, atomically."""
     path = Path(path)
-    text = json.dumps(_nan_to_none(plan_to_dict(plan)), indent=2, allow_nan=False)
+    text = json.dumps(nan_to_none(plan_to_dict(plan)), indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
     return path

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from medtoken.utils.errors import InputError
 
-__all__ = ["read_json", "read_json_object"]
+__all__ = ["nan_to_none", "read_json", "read_json_object"]
 
 
 def read_json(path: str | Path) -> Any:
@@ -30,3 +31,15 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(path, f"{what} must hold a JSON object")
     return data
+
+
+def nan_to_none(value: Any) -> Any:
+    """``value`` with every float NaN (in nested dicts, lists and tuples) replaced by ``None``,
+    so that it serialises as strict JSON (``null``); tuples become lists."""
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nan_to_none(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
