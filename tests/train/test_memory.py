@@ -53,6 +53,44 @@ def test_static_parts_are_the_analytic_parameter_bytes() -> None:
                                + est.activations_bytes)
 
 
+def test_optimizer_states_and_loss_follow_the_recipe() -> None:
+    """The estimate counts the run's optimiser (SGD: one momentum buffer) and measures the
+    run's loss, as fit builds them (TrainConfig, train.losses.build_loss)."""
+    from medtoken.train.config import TrainConfig
+    from medtoken.train.memory import optimizer_states
+    from medtoken.train.recipes import recipe_values
+
+    assert [optimizer_states(TrainConfig(optimizer=o)) for o in ("adamw", "adam", "sgd")] == [
+        2, 2, 1]
+    assert optimizer_states(TrainConfig(optimizer="sgd", momentum=0.0)) == 0
+    model = _ConvBN(ModelConfig(roi_size=(8, 8, 8)))
+    adamw = estimate_training_memory(model, 1, (8, 8, 8), CPU)
+    sgd = estimate_training_memory(model, 1, (8, 8, 8), CPU,
+                                   train_config=TrainConfig(**recipe_values("nnunet")))
+    assert sgd.optimizer_bytes * 2 == adamw.optimizer_bytes == 2 * adamw.gradients_bytes
+    unet = _tiny_unet()
+    dice_ce = estimate_training_memory(unet, 1, (16, 16, 16), CPU)
+    focal = estimate_training_memory(unet, 1, (16, 16, 16), CPU,
+                                     train_config=TrainConfig(**recipe_values("tmunet")))
+    assert focal.activations_bytes != dice_ce.activations_bytes  # another loss, other tensors
+
+
+def test_the_default_recipe_loss_is_the_models_default_loss() -> None:
+    """models.losses.segmentation_loss_for (benchmarks) and train.losses.build_loss of the
+    default TrainConfig are the same DiceCE; a model with its own loss keeps it in both."""
+    from medtoken.models.losses import segmentation_loss_for
+    from medtoken.train.config import TrainConfig
+    from medtoken.train.losses import build_loss
+
+    logits, y = torch.randn(2, 3, 4, 4, 4), torch.randint(0, 3, (2, 1, 4, 4, 4))
+    unet = create_model("unet3d", num_classes=3, channels=[4, 8], roi_size=(16, 16, 16))
+    torch.testing.assert_close(build_loss(TrainConfig(), unet)(logits, y),
+                               segmentation_loss_for(unet)(logits, y))
+    pytest.importorskip("dynamic_network_architectures")
+    assert float(build_loss(TrainConfig(), create_model("nnunet_test"))(logits[:, :2],
+                                                                        y.clamp(max=1))) == 0.0
+
+
 def test_preset_parameter_bytes() -> None:
     model = create_model("unet3d")  # 1,186,765 parameters (``medtoken models unet3d``)
     est = estimate_training_memory(model, 1, model.config.roi_size, CPU)

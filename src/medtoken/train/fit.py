@@ -104,7 +104,7 @@ def _refuse_memory(model: Any, cfg: TrainConfig, dev: torch.device) -> None:
     from medtoken.utils.memory import available_memory
 
     estimate = estimate_training_memory(model, cfg.micro_batch_size, model.config.roi_size, dev,
-                                        cfg.accumulate, _amp_dtype(cfg, dev))
+                                        cfg.accumulate, _amp_dtype(cfg, dev), cfg)
     check_memory_fits(estimate, available_memory(dev))
     log.debug("%s (training memory)", estimate.summary())
 

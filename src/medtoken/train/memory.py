@@ -1,8 +1,10 @@
 """Peak training memory, estimated before training starts, and the check that it fits.
 
-The estimate of one training step (forward, DiceCE loss, backward, AdamW update) is
+The estimate of one training step (forward, the run's loss, backward, the run's optimiser
+update; both from the :class:`~medtoken.train.config.TrainConfig`, as training builds them) is
 
-    peak = parameters (+ buffers) + gradients + AdamW states (2 per trainable parameter)
+    peak = parameters (+ buffers) + gradients + optimiser states (per trainable parameter:
+           2 for Adam/AdamW, 1 for SGD with momentum, 0 without)
            + batch (the image and int64 label tensors of ``batch_size`` patches)
            + activations
 
@@ -23,7 +25,7 @@ restored afterwards, so estimating does not change the training that follows.
 Accuracy, measured on the CPU (torch 2.13) for unet3d, unet2d, tmunet3d, tokenseg, scd and
 unetr presets at their patch sizes: the estimate is 0.85-1.08 of the peak of PyTorch's own
 allocations in a second training step (``torch.profiler`` memory events, plus the parameters,
-gradients, AdamW states and batch alive at its start), and the saved bytes per voxel of the
+gradients, optimiser states and batch alive at its start), and the saved bytes per voxel of the
 half-size probe are within 4 % of those of the full patch (slightly higher, so the scaling errs
 on the safe side). Not counted: memory outside PyTorch's allocator. The peak resident set size
 of a fresh training process (``VmHWM`` above its idle size) was 1.7-2.4 times the estimate
@@ -44,6 +46,8 @@ from typing import Any
 
 import torch
 
+from medtoken.train.config import TrainConfig
+from medtoken.train.losses import LossFn, build_loss
 from medtoken.utils.errors import InputError
 from medtoken.utils.memory import byte_unit, format_bytes, probe_size
 
@@ -51,10 +55,11 @@ __all__ = [
     "MemoryEstimate",
     "check_memory_fits",
     "estimate_training_memory",
+    "optimizer_states",
     "saved_activation_bytes",
 ]
 
-ADAMW_STATES = 2  # exp_avg and exp_avg_sq, each the size of its parameter
+OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1}  # exp_avg + exp_avg_sq; momentum_buffer
 PROBE_BATCH = 2  # BatchNorm needs more than one value per channel at the coarsest level
 LABEL_BYTES = 8  # the training loop's labels are int64
 
@@ -66,7 +71,7 @@ class MemoryEstimate:
     Attributes:
         params_bytes: parameters and buffers.
         gradients_bytes: one gradient per trainable parameter.
-        optimizer_bytes: the AdamW states.
+        optimizer_bytes: the optimiser states (:func:`optimizer_states`).
         activations_bytes: the batch tensors and everything autograd keeps for the backward pass.
         probe_size: the patch the activations were measured at (batch ``PROBE_BATCH``).
     """
@@ -94,6 +99,16 @@ class MemoryEstimate:
         return f"estimated peak {self.total_bytes / scale:.1f} {unit} ({detail})"
 
 
+def optimizer_states(cfg: TrainConfig) -> int:
+    """Tensors the optimiser of ``cfg`` keeps per trainable parameter, each of its size: Adam and
+    AdamW 2 (``exp_avg``, ``exp_avg_sq``), SGD 1 (``momentum_buffer``; none at momentum 0)."""
+    if cfg.optimizer not in OPTIMIZER_STATES:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    if cfg.optimizer == "sgd" and not cfg.momentum:
+        return 0
+    return OPTIMIZER_STATES[cfg.optimizer]
+
+
 @contextmanager
 def _state_kept(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
     """Run a train-mode probe without a trace: buffers, RNG state and mode are restored."""
@@ -112,19 +127,20 @@ def _state_kept(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
 
 
 def saved_activation_bytes(model: Any, roi_size: Sequence[int], device: torch.device,
-                           batch_size: int = 1,
-                           amp_dtype: torch.dtype | None = None) -> tuple[int, int]:
+                           batch_size: int = 1, amp_dtype: torch.dtype | None = None,
+                           loss_fn: LossFn | None = None) -> tuple[int, int]:
     """Bytes autograd saves for the backward pass of one forward + the training loss.
 
     The input ``(batch_size, in_channels, *roi_size)`` and labels are random; parameters,
-    buffers and the batch itself are not counted; every storage is counted once.
+    buffers and the batch itself are not counted; every storage is counted once. ``loss_fn`` is
+    the run's segmentation loss (:func:`~medtoken.train.losses.build_loss`; default: that of
+    the default :class:`~medtoken.train.config.TrainConfig`), which also saves tensors.
 
     Returns:
         ``(total, largest)``: all saved bytes, and those of the largest saved storage.
     """
-    from medtoken.models.losses import segmentation_loss_for
-
-    loss_fn = segmentation_loss_for(model)  # the training loop's, which also saves tensors
+    if loss_fn is None:
+        loss_fn = build_loss(TrainConfig(), model)
     seen: dict[int, int] = {}
     # whatever the caller's grad mode, the probe needs autograd to record what it saves
     with _state_kept(model, device), torch.inference_mode(False), torch.enable_grad():
@@ -151,7 +167,8 @@ def saved_activation_bytes(model: Any, roi_size: Sequence[int], device: torch.de
 
 def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int],
                              device: str | torch.device, accumulate: int = 1,
-                             amp_dtype: torch.dtype | None = None) -> MemoryEstimate:
+                             amp_dtype: torch.dtype | None = None,
+                             train_config: TrainConfig | None = None) -> MemoryEstimate:
     """Estimate the peak memory of training ``model`` (already on ``device``).
 
     Args:
@@ -164,6 +181,9 @@ def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int
             micro-batches, are always counted); it is checked for consistency only.
         amp_dtype: the autocast dtype when training with mixed precision (saved activations
             shrink accordingly), ``None`` without.
+        train_config: the run's recipe: its ``optimizer`` (states) and loss (saved tensors; a
+            model with its own segmentation loss keeps it), as training builds them; default
+            ``TrainConfig()``.
     """
     if batch_size < 1 or accumulate < 1:
         raise ValueError(f"batch_size and accumulate must be >= 1, got {batch_size} and "
@@ -171,15 +191,17 @@ def estimate_training_memory(model: Any, batch_size: int, roi_size: Sequence[int
     if len(roi_size) != model.spatial_dims:
         raise ValueError(f"roi_size {tuple(roi_size)} must have {model.spatial_dims} entries")
     device = torch.device(device)
+    train_config = train_config or TrainConfig()
     params = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     probe = probe_size(model, roi_size)
-    saved, largest = saved_activation_bytes(model, probe, device, PROBE_BATCH, amp_dtype)
+    saved, largest = saved_activation_bytes(model, probe, device, PROBE_BATCH, amp_dtype,
+                                            build_loss(train_config, model))
     voxels = math.prod(int(s) for s in roi_size)
     scale = batch_size * voxels / (PROBE_BATCH * math.prod(probe))
     batch = batch_size * voxels * (4 * model.in_channels + LABEL_BYTES)  # float32 image, labels
     return MemoryEstimate(params_bytes=params, gradients_bytes=trainable,
-                          optimizer_bytes=ADAMW_STATES * trainable,
+                          optimizer_bytes=optimizer_states(train_config) * trainable,
                           activations_bytes=batch + math.ceil((saved + largest) * scale),
                           batch_size=batch_size, roi_size=tuple(int(s) for s in roi_size),
                           probe_size=probe)
