@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medtoken.data.headers import peek_spatial_dims
 from medtoken.data.io import (
     ImageMeta,
-    peek_spatial_dims,
     read_image,
     read_label,
     split_file_ending,

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from medtoken.data.datasets import Case, DatasetInfo, Problem, scan_dataset
+from medtoken.data.headers import peek_stored_shape, peek_stored_spacing
 from medtoken.data.io import (
     AFFINE_ATOL,
     PIL_ENDINGS,
     ImageMeta,
-    peek_stored_shape,
-    peek_stored_spacing,
     read_image,
     read_label,
     split_file_ending,

@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image
 
 from medtoken.data.dicom import is_dicom_folder
+from medtoken.data.headers import peek_spatial_dims
 from medtoken.data.io import (
     DICOM_OUTPUT_ENDING,
     IMAGE_ENDINGS,
     PIL_ENDINGS,
-    peek_spatial_dims,
     read_label,
     split_file_ending,
 )

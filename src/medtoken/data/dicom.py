@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from medtoken.data.sitk_io import import_sitk
 from medtoken.utils.errors import InputError
 
 __all__ = ["is_dicom_file", "is_dicom_folder", "read_dicom_series"]
@@ -44,15 +45,6 @@ def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder holding at least one DICOM file (not in subfolders)."""
     path = Path(path)
     return path.is_dir() and any(is_dicom_file(p) for p in _visible(path))
-
-
-def _import_sitk(folder: Path) -> Any:
-    try:
-        import SimpleITK as sitk
-    except ImportError:
-        raise InputError(folder, "reading a DICOM series needs SimpleITK: pip install "
-                                 "'medtoken[itk]'") from None
-    return sitk
 
 
 def _slice_geometry(sitk: Any, files: Sequence[str]) -> list[tuple[np.ndarray, ...]]:
@@ -113,7 +105,7 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> Any:
             regular volume (see the module docstring); any reader failure.
     """
     folder = Path(folder)
-    sitk = _import_sitk(folder)
+    sitk = import_sitk(folder, "reading a DICOM series")
     series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not series:
         raise InputError(folder, "holds no readable DICOM series")

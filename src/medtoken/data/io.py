@@ -1,4 +1,5 @@
-"""Reading and writing images and label maps: NIfTI (nibabel), 2D images (Pillow), ITK (SimpleITK).
+"""Reading and writing images and label maps: NIfTI (nibabel), 2D images (Pillow), ITK (SimpleITK,
+in :mod:`medtoken.data.sitk_io`).
 
 An image may also be a folder holding one DICOM series (:mod:`medtoken.data.dicom`, read by
 SimpleITK's series reader); its meta has ``file_ending=".nii.gz"``, so label maps written for it
@@ -23,6 +24,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from medtoken.data.sitk_io import Geometry, from_sitk_image, read_sitk, write_sitk
 from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 
@@ -30,9 +32,7 @@ __all__ = [
     "AFFINE_ATOL",
     "IMAGE_ENDINGS",
     "ImageMeta",
-    "peek_spatial_dims",
-    "peek_stored_shape",
-    "peek_stored_spacing",
+    "backend_for",
     "read_image",
     "read_label",
     "smallest_label_dtype",
@@ -51,8 +51,6 @@ _BACKENDS = ("auto", "nibabel", "pillow", "simpleitk", "dicom")
 DICOM_OUTPUT_ENDING = ".nii.gz"  # label maps of DICOM input are written as NIfTI
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
                 ".bmp": "BMP"}
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # ITK world (LPS) -> nibabel world (RAS)
-_Geometry = tuple[tuple[float, ...], np.ndarray, Any]  # spacing, affine, header
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +108,18 @@ def split_file_ending(path: PathLike) -> tuple[str, str]:
     return (name[: -len(suffix)], suffix) if suffix else (name, "")
 
 
-def _backend_for(path: Path, backend: str) -> str:
+def _sitk_need(path: Path) -> str:
+    """What needs SimpleITK, for the message when it is not installed."""
+    return f"reading {split_file_ending(path)[1]}"
+
+
+def backend_for(path: Path, backend: str) -> str:
+    """The reader of ``path``: ``backend``, or for ``"auto"`` the one of its file ending
+    (``"nibabel"``, ``"pillow"``, ``"simpleitk"``; a folder is ``"dicom"``).
+
+    Raises:
+        InputError: an unsupported file ending.
+    """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend != "auto":
@@ -126,19 +135,9 @@ def _backend_for(path: Path, backend: str) -> str:
                            f"{', '.join(IMAGE_ENDINGS)}")
 
 
-def _import_sitk(path: Path) -> Any:
-    try:
-        import SimpleITK as sitk
-    except ImportError:
-        ending = split_file_ending(path)[1]
-        raise InputError(path, f"reading {ending} needs SimpleITK: pip install "
-                               "'medtoken[itk]'") from None
-    return sitk
-
-
 # --- nibabel ------------------------------------------------------------------------------------
 
-def _read_nibabel(path: Path) -> tuple[np.ndarray, _Geometry]:
+def _read_nibabel(path: Path) -> tuple[np.ndarray, Geometry]:
     img = nib.load(str(path), mmap=False)
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image subclasses Nifti1Image
         raise InputError(path, f"cannot read image: not a NIfTI file ({type(img).__name__})")
@@ -179,7 +178,7 @@ def _write_nibabel(arr: np.ndarray, affine: np.ndarray, header: Any, tmp: Path,
 
 # --- Pillow -------------------------------------------------------------------------------------
 
-def _read_pillow(path: Path, label: bool) -> tuple[np.ndarray, _Geometry]:
+def _read_pillow(path: Path, label: bool) -> tuple[np.ndarray, Geometry]:
     with Image.open(path) as im:
         im.load()
         if im.mode == "P" and label:
@@ -204,60 +203,17 @@ def _write_pillow(arr: np.ndarray, tmp: Path, ending: str) -> None:
     Image.fromarray(data).save(tmp, format=_PIL_FORMATS[ending])
 
 
-# --- SimpleITK ----------------------------------------------------------------------------------
-
-def _read_sitk(path: Path) -> tuple[np.ndarray, _Geometry]:
-    return _from_sitk_image(_import_sitk(path).ReadImage(str(path)))
-
-
-def _read_dicom(folder: Path) -> tuple[np.ndarray, _Geometry]:
+def _read_dicom(folder: Path) -> tuple[np.ndarray, Geometry]:
     from medtoken.data.dicom import read_dicom_series
 
-    return _from_sitk_image(read_dicom_series(folder))
-
-
-def _from_sitk_image(img: Any) -> tuple[np.ndarray, _Geometry]:
-    """A SimpleITK image as ``(C, x, y, z)`` (nibabel's axis order) with its RAS geometry."""
-    import SimpleITK as sitk
-
-    dims = img.GetDimension()
-    data = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, C)
-    arr = np.moveaxis(data, -1, 0) if img.GetNumberOfComponentsPerPixel() > 1 else data[None]
-    arr = arr.transpose(0, *range(dims, 0, -1))  # (C, z, y, x) -> (C, x, y, z), as nibabel
-    spacing = tuple(float(s) for s in img.GetSpacing())
-    direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dims, dims)
-    origin = np.array(img.GetOrigin(), dtype=np.float64)
-    affine = np.eye(4)
-    affine[:dims, :dims] = direction @ np.diag(spacing)
-    affine[:dims, 3] = origin
-    header = {"origin": tuple(img.GetOrigin()), "direction": tuple(img.GetDirection())}
-    return arr, (spacing, _LPS_TO_RAS @ affine, header)
-
-
-def _write_sitk(arr: np.ndarray, spacing: tuple[float, ...], affine: np.ndarray, header: Any,
-                tmp: Path) -> None:
-    sitk = _import_sitk(tmp)
-    dims = arr.ndim - 1
-    data = arr.transpose(0, *range(dims, 0, -1))  # (C, x, y, z) -> (C, z, y, x)
-    vector = data.shape[0] > 1
-    img = sitk.GetImageFromArray(np.moveaxis(data, 0, -1) if vector else data[0],
-                                 isVector=vector)
-    img.SetSpacing([float(s) for s in spacing])
-    if isinstance(header, dict) and len(header.get("origin", ())) == dims:
-        img.SetOrigin(header["origin"])
-        img.SetDirection(header["direction"])
-    else:  # derive ITK geometry from the RAS affine
-        lps = _LPS_TO_RAS @ affine
-        img.SetOrigin([float(v) for v in lps[:dims, 3]])
-        img.SetDirection([float(v) for v in (lps[:dims, :dims] / np.asarray(spacing)).ravel()])
-    sitk.WriteImage(img, str(tmp), True)  # useCompression
+    return from_sitk_image(read_dicom_series(folder))
 
 
 # --- public API ---------------------------------------------------------------------------------
 
 def _read_raw(path: Path, backend: str, label: bool) -> tuple[np.ndarray, ImageMeta]:
     """Read one file as ``(C, *S)`` in its stored dtype; every failure is an InputError."""
-    kind = _backend_for(path, backend)
+    kind = backend_for(path, backend)
     if kind == "dicom":
         if label:
             raise InputError(path, "a DICOM series folder is read as an image, not as a label "
@@ -276,7 +232,7 @@ def _read_raw(path: Path, backend: str, label: bool) -> tuple[np.ndarray, ImageM
         elif kind == "pillow":
             arr, (spacing, affine, header) = _read_pillow(path, label)
         else:
-            arr, (spacing, affine, header) = _read_sitk(path)
+            arr, (spacing, affine, header) = read_sitk(path, _sitk_need(path))
     except InputError:
         raise
     except Exception as err:  # any decoder failure: truncated, corrupt, wrong format
@@ -364,7 +320,7 @@ def read_label(path: PathLike, *, backend: str = "auto") -> tuple[np.ndarray, Im
                                    "different channels (colour-coded masks are not supported)")
         arr = arr[:1]
     labels = _as_integer_labels(arr[0], path)
-    if _backend_for(path, backend) == "pillow" and labels.dtype == np.uint8:
+    if backend_for(path, backend) == "pillow" and labels.dtype == np.uint8:
         present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
         if present[-1] == 255 and set(present.tolist()) <= {0, 255}:
             labels = (labels // 255).astype(np.uint8)  # 0/255 binary mask -> {0, 1}
@@ -406,7 +362,7 @@ def write_image(image: np.ndarray, meta: ImageMeta, path: PathLike) -> None:
 
 def _write(arr: np.ndarray, meta: ImageMeta, path: Path, label: bool) -> None:
     """Write ``arr (C, *S)`` with the backend chosen by the ending of ``path``."""
-    kind = _backend_for(path, "auto")
+    kind = backend_for(path, "auto")
     ending = split_file_ending(path)[1].lower()
     if ending in (".mhd", ".nhdr"):
         raise InputError(path, "writing detached-header files is not supported; use .mha/.nrrd")
@@ -418,75 +374,4 @@ def _write(arr: np.ndarray, meta: ImageMeta, path: Path, label: bool) -> None:
         elif kind == "pillow":
             _write_pillow(arr, tmp, ending)
         else:
-            _write_sitk(arr, meta.spacing, meta.affine, meta.header, tmp)
-
-
-def peek_spatial_dims(path: PathLike) -> int | None:
-    """Spatial dimensionality of an image file, from its header only (``None`` if unreadable)."""
-    path = Path(path)
-    try:
-        kind = _backend_for(path, "auto")
-        if kind == "dicom":
-            return 3
-        if kind == "pillow":
-            return 2
-        if kind == "nibabel":
-            shape: Any = nib.load(str(path)).header.get_data_shape()  # type: ignore[attr-defined]
-            return 2 if len(shape) == 2 else 3
-        reader = _import_sitk(path).ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return int(reader.GetDimension())
-    except Exception:
-        return None
-
-
-def peek_stored_shape(path: PathLike) -> tuple[int, ...] | None:
-    """The array shape as stored in the file, channel or vector axes included, from the header.
-
-    NIfTI: the header's data shape; ITK: the size, plus the number of components when > 1;
-    natural images: ``(H, W)`` or ``(H, W, bands)``. ``None`` if unreadable.
-    """
-    path = Path(path)
-    try:
-        kind = _backend_for(path, "auto")
-        if kind == "nibabel":
-            header: Any = nib.load(str(path)).header  # type: ignore[attr-defined]
-            return tuple(int(s) for s in header.get_data_shape())
-        if kind == "pillow":
-            with Image.open(path) as im:
-                bands = len(im.getbands())
-                return (im.height, im.width) + ((bands,) if bands > 1 else ())
-        reader = _import_sitk(path).ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        components = int(reader.GetNumberOfComponents())
-        return tuple(int(s) for s in reader.GetSize()) + ((components,) if components > 1 else ())
-    except Exception:
-        return None
-
-
-def peek_stored_spacing(path: PathLike) -> tuple[float, ...] | None:
-    """The voxel sizes as stored in the file header, before any reader repairs them.
-
-    nibabel replaces a zero ``pixdim`` by 1 when it loads a NIfTI file (with a warning); this
-    reads the header unchecked so that a missing voxel size can be reported. ``None`` for
-    natural images (they store no spacing) and unreadable files.
-    """
-    path = Path(path)
-    try:
-        kind = _backend_for(path, "auto")
-        if kind == "pillow":
-            return None
-        if kind == "nibabel":
-            opener = nib.openers.ImageOpener(str(path))
-            with opener as fh:
-                header: Any = nib.Nifti1Header.from_fileobj(fh, check=False)
-            dims = min(int(header["dim"][0]), 3)
-            return tuple(float(v) for v in header["pixdim"][1:1 + dims])
-        reader = _import_sitk(path).ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return tuple(float(v) for v in reader.GetSpacing())
-    except Exception:
-        return None
+            write_sitk(arr, meta.spacing, meta.affine, meta.header, tmp, _sitk_need(path))
