@@ -20,13 +20,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.io import read_label, split_file_ending, write_label
-from medtoken.planning.plans import MEDTOKEN_KEY, plan_dataset, write_plans
+from medtoken.planning.plans import MEDTOKEN_KEY, plan_dataset, plan_differences, write_plans
 
 _RUN_NNUNET = """
 import sys
@@ -62,18 +61,6 @@ def to_nnunet_raw(info: DatasetInfo, raw: Path) -> None:
     (raw / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
-def differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        out = [f"{path}/{k}: only one side" for k in sorted(set(ours) ^ set(theirs))]
-        for k in sorted(set(ours) & set(theirs)):
-            out += differences(ours[k], theirs[k], f"{path}/{k}")
-        return out
-    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [d for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
-                for d in differences(a, b, f"{path}[{i}]")]
-    return [] if ours == theirs else [f"{path}: medtoken {ours!r} != nnU-Net {theirs!r}"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
@@ -98,7 +85,7 @@ def main() -> int:
     medtoken_s = time.perf_counter() - start
     write_plans(ours, work / "medtoken_plans.json")
     ours.pop(MEDTOKEN_KEY)
-    found = differences(ours, theirs)
+    found = plan_differences(ours, theirs)
     print("\n".join(found) if found else "no differences")
     print(f"nnU-Net fingerprint + plan: {nnunet_s:.1f} s; medtoken plan: {medtoken_s:.1f} s")
     return 0

@@ -21,7 +21,7 @@ import pytest
 
 from medtoken.data.datasets import load_dataset
 from medtoken.data.synthetic import make_synthetic_dataset
-from medtoken.planning.plans import MEDTOKEN_KEY, plan_dataset
+from medtoken.planning.plans import MEDTOKEN_KEY, plan_dataset, plan_differences
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,19 +57,6 @@ def _nnunet_plans(raw_dataset: Path, work: Path) -> dict[str, Any]:
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((work / "preprocessed" / raw_dataset.name / "nnUNetPlans.json").read_text())
-
-
-def _differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
-    """Every leaf where the two JSON trees differ (ints and floats compare by value)."""
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        out = [f"{path}/{k}: only one side" for k in set(ours) ^ set(theirs)]
-        for k in sorted(set(ours) & set(theirs)):
-            out += _differences(ours[k], theirs[k], f"{path}/{k}")
-        return out
-    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [d for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
-                for d in _differences(a, b, f"{path}[{i}]")]
-    return [] if ours == theirs else [f"{path}: medtoken {ours!r} != nnU-Net {theirs!r}"]
 
 
 def _anisotropic_ct_dataset(root: Path) -> Path:
@@ -119,4 +106,4 @@ def test_plans_equal_nnunets_field_by_field(tmp_path: Path, kind: str) -> None:
         assert theirs["transpose_forward"] == [2, 0, 1]
         assert full["spacing"][0] < 5.0 and full["normalization_schemes"][0] == "CTNormalization"
         assert full["use_mask_for_norm"] == [False, True]
-    assert _differences(ours, theirs) == []
+    assert plan_differences(ours, theirs) == []

@@ -168,3 +168,13 @@ def test_hippocampus_plan_is_nnunets() -> None:
     assert plan.features_per_stage == (32, 64, 128, 256)
     assert plan.strides == ((1, 1, 1),) + ((2, 2, 2),) * 3
     check_plans_match(plan, info)
+
+
+def test_plan_differences_name_every_differing_leaf() -> None:
+    from medtoken.planning.plans import plan_differences
+
+    ours = {"a": [1, 2.0], "b": {"c": 3}, "only": 1}
+    theirs = {"a": [1, 2], "b": {"c": 4}, "x": 0}
+    assert plan_differences(ours, ours) == []
+    assert plan_differences(ours, theirs) == [
+        "/only: only one side", "/x: only one side", "/b/c: medtoken 3 != nnU-Net 4"]

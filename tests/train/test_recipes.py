@@ -66,6 +66,9 @@ def test_every_recipe_names_only_config_fields_and_medtoken_is_the_default() -> 
     default, _ = build_train_config(_args())
     assert default == TrainConfig(data="d", model="unet3d")  # medtoken = the defaults
     assert to_dict(default) == {**to_dict(TrainConfig()), "data": "d", "model": "unet3d"}
+    assert RECIPES["medtoken"] == {}  # the defaults are the medtoken recipe, stated once
+    named, _ = build_train_config(_args("--recipe", "medtoken"))
+    assert named == default == TrainConfig(data="d", model="unet3d", recipe="medtoken")
 
 
 def test_flags_and_set_override_the_recipe() -> None:

@@ -31,7 +31,7 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json_object
 
 __all__ = ["MEDTOKEN_KEY", "NnunetPlan", "check_plans_match", "load_plan", "plan_dataset",
-           "read_plans", "write_plans"]
+           "plan_differences", "read_plans", "write_plans"]
 
 MEDTOKEN_KEY = "medtoken"
 _NNUNET_FOLDER = re.compile(r"Dataset\d{3}_.+")
@@ -305,3 +305,17 @@ def check_plans_match(plan: NnunetPlan, info: DatasetInfo) -> None:
     if plan.labels is not None and sorted(plan.labels) != sorted(info.labels):
         raise InputError(where, f"the plans are for labels {sorted(plan.labels)}, the dataset "
                                 f"{info.root} has {sorted(info.labels)}")
+
+
+def plan_differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Every leaf where two plans (JSON trees) differ, as ``"/key[i]: medtoken A != nnU-Net B"``
+    or ``"/key: only one side"``; ints and floats compare by value. Empty: the same plans."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        out = [f"{path}/{k}: only one side" for k in sorted(set(ours) ^ set(theirs))]
+        for k in sorted(set(ours) & set(theirs)):
+            out += plan_differences(ours[k], theirs[k], f"{path}/{k}")
+        return out
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [d for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+                for d in plan_differences(a, b, f"{path}[{i}]")]
+    return [] if ours == theirs else [f"{path}: medtoken {ours!r} != nnU-Net {theirs!r}"]

@@ -22,12 +22,9 @@ from medtoken.utils.errors import InputError
 __all__ = ["RECIPES", "recipe_values"]
 
 RECIPES: dict[str, dict[str, Any]] = {
-    "medtoken": {
-        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 3e-5, "betas": (0.9, 0.999),
-        "scheduler": "warmup_cosine", "warmup_steps": 50, "min_lr_ratio": 0.01,
-        "loss": "dice_ce", "grad_clip": 12.0, "epochs": 1000, "steps_per_epoch": 50,
-        # batch_size stays None: the plan's for the nnunet models, else DEFAULT_BATCH_SIZE (2)
-    },
+    # the TrainConfig defaults are the house recipe; batch_size stays None there: the plan's
+    # for the nnunet models, else DEFAULT_BATCH_SIZE (2)
+    "medtoken": {},
     "tmunet": {
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.999),
         "scheduler": "exponential", "lr_gamma": 0.98, "warmup_steps": 0,
