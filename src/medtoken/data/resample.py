@@ -40,7 +40,7 @@ ANISOTROPY_THRESHOLD = 3.0  # nnU-Net's ANISO_THRESHOLD
 
 
 def new_shape_for(shape: Sequence[int], spacing: Sequence[float],
-                  target_spacing: Sequence[float]) -> tuple[int, ...]:
+                  target_spacing: Sequence[float] | np.ndarray) -> tuple[int, ...]:
     """``round(shape * spacing / target_spacing)`` per axis (nnU-Net's ``compute_new_shape``)."""
     return tuple(round(float(s) / float(t) * int(n))
                  for n, s, t in zip(shape, spacing, target_spacing, strict=True))
