@@ -135,3 +135,30 @@ def test_fold_all_with_other_folds_is_refused(tmp_path: Path, capsys) -> None:
                   "--fold", "0", "all") == 2
     assert "--fold: 'all' trains on every case" in capsys.readouterr().err
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize(("folds", "existing", "message"), [
+    (["0", "1", "9"], None, "fold 9 is out of range"),
+    (["0", "1"], "fold_1", "already holds a training run"),
+])
+def test_bad_fold_list_is_refused_before_training(folds: list[str], existing: str | None,
+                                                  message: str, tmp_path: Path, capsys) -> None:
+    data = make_synthetic_dataset(tmp_path / "data2d", spatial_dims=2, num_cases=5, seed=3,
+                                  layout="folder2d")
+    cv = tmp_path / "cv"
+    if existing:
+        (cv / existing).mkdir(parents=True)
+        (cv / existing / "config.yaml").write_text("train: {}\n")
+    assert _train(data, cv, "unet2d", TINY_UNET2D, "--fold", *folds) == 2
+    assert message in capsys.readouterr().err
+    assert not (cv / "fold_0").exists()  # nothing trained or written
+
+
+def test_resume_of_a_fold_without_a_run_is_refused_before_training(tmp_path: Path,
+                                                                   capsys) -> None:
+    data = make_synthetic_dataset(tmp_path / "data2d", spatial_dims=2, num_cases=5, seed=3,
+                                  layout="folder2d")
+    assert _train(data, tmp_path / "cv", "unet2d", TINY_UNET2D, "--fold", "0", "1",
+                  "--resume") == 2
+    assert "--resume given but this folder holds no run" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()

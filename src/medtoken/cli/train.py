@@ -103,9 +103,31 @@ def fold_runs(folds: list[str], out: str) -> list[tuple[str, Path]]:
     return [(fold, Path(out) / f"fold_{fold}") for fold in folds]
 
 
+def check_fold_runs(runs: list[tuple[str, Path]], data: str, resume: bool,
+                    overwrite: bool) -> None:
+    """Refuse a bad fold list before anything trains: every fold must exist in the dataset's
+    split and every run folder must be usable with ``--resume`` / ``--overwrite``.
+
+    Raises:
+        InputError: the first fold or run folder that would fail later.
+    """
+    from medtoken.data.datasets import load_dataset
+    from medtoken.data.splits import get_fold
+    from medtoken.train.run_folder import check_reusable
+
+    info = load_dataset(data)
+    for fold, _ in runs:
+        get_fold(info, fold)
+    for _, out in runs:
+        check_reusable(out, resume, overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     train_cfg, model_overrides = build_train_config(args)
-    for fold, out in fold_runs([str(f) for f in args.fold], args.out):
+    runs = fold_runs([str(f) for f in args.fold], args.out)
+    if len(runs) > 1:  # one fold: fit checks the same before it writes anything
+        check_fold_runs(runs, args.data, args.resume, args.overwrite)
+    for fold, out in runs:
         code = _train_one(replace(train_cfg, fold=fold), model_overrides, out, args)
         if code:
             return code

@@ -29,7 +29,7 @@ from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.errors import InputError
 from medtoken.utils.tables import rows_to_csv
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "check_reusable"]
 
 OWNED = ("config.yaml", "plans.json", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt",
          "validation")
@@ -56,8 +56,7 @@ class RunFolder:
             InputError: the folder holds a run and neither ``--resume`` nor ``--overwrite`` was
                 given, or ``--resume`` was given for a run of a different configuration.
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise InputError(self.root, "exists and is not a folder")
+        check_reusable(self.root, resume, overwrite)
         if self.config.exists():
             if overwrite:
                 for name in OWNED:
@@ -68,11 +67,6 @@ class RunFolder:
                         path.unlink(missing_ok=True)
             elif resume:
                 self._check_same_run(resolved)
-            else:
-                raise InputError(self.root, "already holds a training run; pass --resume to "
-                                 "continue it or --overwrite to replace it")
-        elif resume:
-            raise InputError(self.root, "--resume given but this folder holds no run")
         self.root.mkdir(parents=True, exist_ok=True)
         if plans is not None:
             write_plans(plans, self.plans)
@@ -102,6 +96,25 @@ class RunFolder:
     def write_log(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite ``log.csv`` atomically; columns are the rows' keys in first-seen order."""
         atomic_write_text(self.log, rows_to_csv(rows))
+
+
+def check_reusable(root: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a run folder that ``--resume`` / ``--overwrite`` do not allow to be used (what
+    :meth:`RunFolder.prepare` checks first; the config comparison of ``--resume`` comes later).
+
+    Raises:
+        InputError: ``root`` is a file, holds a run and neither flag was given, or ``resume``
+            was given and it holds no run.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "exists and is not a folder")
+    if (root / "config.yaml").exists():
+        if not (resume or overwrite):
+            raise InputError(root, "already holds a training run; pass --resume to "
+                             "continue it or --overwrite to replace it")
+    elif resume:
+        raise InputError(root, "--resume given but this folder holds no run")
 
 
 def _current_spelling(stored: dict[str, Any], where: str) -> dict[str, Any]:
