@@ -178,3 +178,13 @@ def test_checkpoint_with_the_old_pruning_selection_key_loads(tmp_path: Path,
         torch.testing.assert_close(loaded.model(x), model(x))
     again = load_model_checkpoint(path, overrides={"pruning.selection": "topk"})  # old --set key
     assert again.model.config.pruning.method == "topk"
+
+
+def test_fold_run_dirs_sorts_by_fold_number(tmp_path: Path) -> None:
+    from medtoken.models.checkpoint import FOLD_DIR, fold_run_dirs
+
+    for name in (FOLD_DIR.format(fold=10), "fold_2", "fold_x", "notes"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "fold_3").write_text("a file, not a run")
+    assert [p.name for p in fold_run_dirs(tmp_path)] == ["fold_2", "fold_10"]
+    assert fold_run_dirs(tmp_path / "missing") == []

@@ -100,7 +100,9 @@ def fold_runs(folds: list[str], out: str) -> list[tuple[str, Path]]:
         return [(folds[0], Path(out))]
     if "all" in (f.strip().lower() for f in folds):
         raise InputError("--fold", "'all' trains on every case; give it alone, not with folds")
-    return [(fold, Path(out) / f"fold_{fold}") for fold in folds]
+    from medtoken.models.checkpoint import FOLD_DIR
+
+    return [(fold, Path(out) / FOLD_DIR.format(fold=fold)) for fold in folds]
 
 
 def check_fold_runs(runs: list[tuple[str, Path]], data: str, resume: bool,

@@ -10,20 +10,21 @@ window).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from medtoken.models.checkpoint import CHECKPOINT_NAMES, LoadedModel, load_model_checkpoint
+from medtoken.models.checkpoint import (
+    CHECKPOINT_NAMES,
+    LoadedModel,
+    fold_run_dirs,
+    load_model_checkpoint,
+)
 from medtoken.utils.errors import InputError
 
 __all__ = ["check_members_agree", "expand_members", "load_members"]
-
-_FOLD = re.compile(r"fold_(\d+)")
-
 
 def expand_members(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The member paths, with every folder of ``fold_N`` run folders replaced by those folds."""
@@ -32,8 +33,7 @@ def expand_members(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         path = Path(raw)
         folds = []
         if path.is_dir() and not any((path / name).is_file() for name in CHECKPOINT_NAMES):
-            folds = sorted((p for p in path.iterdir() if p.is_dir() and _FOLD.fullmatch(p.name)),
-                           key=lambda p: int(p.name.split("_")[1]))
+            folds = fold_run_dirs(path)
         members.extend(folds or [path])
     return members
 

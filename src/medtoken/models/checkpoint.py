@@ -14,6 +14,7 @@ edit of a preset never changes what an old checkpoint loads as.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +28,30 @@ from medtoken.utils.atomic import atomic_path
 from medtoken.utils.errors import InputError
 
 __all__ = [
+    "FOLD_DIR",
     "FORMAT_VERSION",
     "LoadedModel",
     "load_checkpoint",
     "load_model_checkpoint",
     "resolve_checkpoint",
+    "fold_run_dirs",
     "save_checkpoint",
 ]
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAMES = ("checkpoint_best.pt", "checkpoint_last.pt")
+FOLD_DIR = "fold_{fold}"  # the run folders of a cross-validation: OUT/fold_0 ... OUT/fold_4
+_FOLD_DIR = re.compile(r"fold_(\d+)")
+
+
+def fold_run_dirs(path: str | Path) -> list[Path]:
+    """The ``fold_N`` run folders directly in ``path``, by fold number (none: ``[]``)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    folds = [(int(m.group(1)), p) for p in path.iterdir()
+             if p.is_dir() and (m := _FOLD_DIR.fullmatch(p.name))]
+    return [p for _, p in sorted(folds)]
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

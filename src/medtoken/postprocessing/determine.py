@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from medtoken.data.io import read_label, split_file_ending
 from medtoken.metrics.case import OVERLAP_NAMES, compute_overlap_metrics
 from medtoken.metrics.evaluate import aggregate_means
+from medtoken.models.checkpoint import fold_run_dirs
 from medtoken.postprocessing.components import remove_all_but_largest_component
 from medtoken.postprocessing.plan import PostprocessingPlan, write_plan
 from medtoken.utils.errors import InputError
@@ -38,7 +38,6 @@ __all__ = ["determine_postprocessing", "determine_postprocessing_for_run", "find
 log = logging.getLogger(__name__)
 
 PLAN_NAME = "postprocessing.json"
-_FOLD = re.compile(r"fold_\d+")  # the run folders of a cross-validation: fold_0 ... fold_4
 _Metrics = dict[str, dict[str, float]]  # label -> metric name -> value, one case
 
 
@@ -135,8 +134,7 @@ def _validation_folders(run: Path) -> list[Path]:
     """``RUN/validation`` of one run, or ``RUN/fold_N/validation`` of a cross-validation."""
     if (run / "validation" / "summary.json").is_file():
         return [run / "validation"]
-    folds = sorted((p for p in run.iterdir() if p.is_dir() and _FOLD.fullmatch(p.name)),
-                   key=lambda p: int(p.name[len("fold_"):]))
+    folds = fold_run_dirs(run)
     if not folds:
         raise InputError(run, "no cross-validation predictions: expected validation/summary.json "
                          "or fold_N/validation/summary.json (a run of --fold all has none)")
