@@ -45,3 +45,27 @@ def test_python_api_refuses_a_wrong_shape_and_bad_options(runs: dict[str, Path])
         medtoken.predict(runs["a"], np.zeros((8, 8, 8), np.float32), spacing=(1.0, 1.0))
 
 
+
+
+def test_python_api_takes_target_spacing_and_compiles(runs: dict[str, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from medtoken.inference import predict
+    from medtoken.utils.compile import maybe_compile
+
+    image, meta = read_image(sorted(runs["in"].iterdir())[0])
+    plain = medtoken.predict(runs["a"], image, meta.spacing)
+    native = medtoken.predict(runs["a"], image, meta.spacing, target_spacing="native")
+    np.testing.assert_array_equal(native, plain)  # trained at native spacing: the same grid
+    with pytest.raises(InputError, match="spacing"):
+        medtoken.predict(runs["a"], image, meta.spacing, target_spacing="fine")
+    calls: list[bool] = []
+
+    def traced(fn, enabled: bool, **kw):  # dynamo without inductor: fast; record the call
+        calls.append(enabled)
+        return functools.partial(maybe_compile, backend="eager")(fn, enabled, **kw)
+
+    monkeypatch.setattr(predict, "maybe_compile", traced)
+    np.testing.assert_array_equal(medtoken.predict(runs["a"], image, compile=True), plain)
+    assert calls == [True]  # the same code as predict --compile, not silently ignored

@@ -68,6 +68,6 @@ def test_resampled_prediction_has_the_input_shape(stitching: str) -> None:
     agree = np.mean(labels == probs.astype(np.float32).argmax(0))
     assert agree > 0.99  # the same resampled probabilities (float16 ties aside)
     native, _ = predict_array(_loaded([1.0, 1.0, 1.0]), image,
-                              PredictOptions(stitching=stitching, spacing="native"),
+                              PredictOptions(stitching=stitching, target_spacing="native"),
                               image_spacing=(1.0, 1.0, 3.5))
     assert native.shape == (20, 18, 7)

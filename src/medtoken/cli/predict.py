@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         accumulate_dtype=args.accumulate_dtype, accumulate_device=args.accumulate_device,
         batch_size=args.batch_size, save_probabilities=args.save_probabilities,
         probabilities_dtype=args.probabilities_dtype, force_memory=args.force_memory,
-        spacing=args.spacing, compile=args.compile,
+        target_spacing=args.spacing, compile=args.compile,
         progress=not args.no_progress and not getattr(args, "quiet", False) and sys.stderr.isatty())
     device = resolve_device(args.device)
     members = load_members(args.model, device, overrides=parse_set_args(args.set),

@@ -14,7 +14,7 @@ import torch
 from medtoken.data.io import read_image
 from medtoken.inference.ensemble import check_members_agree, load_members
 from medtoken.inference.options import PredictOptions
-from medtoken.inference.predict import predict_array
+from medtoken.inference.predict import predict_array, prepare_members
 from medtoken.models.checkpoint import LoadedModel
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
@@ -62,16 +62,18 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
         image: ``(C, *S)`` array (``(*S)`` for one channel) in the axis order medtoken's readers
             give: a NIfTI volume stored as ``(X, Y, Z)`` is ``(C, X, Y, Z)``, a PNG of H rows
             and W columns ``(C, H, W)``; or a path to an image file (read that way).
-        spacing: mm per spatial axis of an array (a path gives its own). A model trained at a
-            target spacing (an nnunet plan's) predicts the image resampled to it and returns
-            labels in the image's shape; an array without ``spacing`` is predicted on its own
-            grid.
+        spacing: the image's own voxel size, mm per spatial axis of an array (a path gives its
+            own). A model trained at a target spacing (an nnunet plan's) predicts the image
+            resampled to it and returns labels in the image's shape; an array without
+            ``spacing`` is predicted on its own grid.
         device: ``auto``, ``cpu`` or ``cuda`` for the windows (exported models: CPU unless
             told).
         return_probabilities: also return the probabilities ``(K, *S)``.
         **options: any :class:`~medtoken.inference.options.PredictOptions` field (``overlap``,
             ``tta``, ``stitching``, ``accumulate_dtype``, ``accumulate_device``,
-            ``batch_size``, ``probabilities_dtype``, ``force_memory``, ``progress``).
+            ``batch_size``, ``probabilities_dtype``, ``force_memory``, ``progress``,
+            ``compile``, and ``target_spacing``: ``"plan"`` (default), ``"native"`` or
+            ``"X,Y,Z"``, the grid the network sees, like ``predict --spacing``).
 
     Returns:
         Labels ``(*S)`` (uint8 up to 256 classes), or ``(labels, probabilities)``.
@@ -100,7 +102,7 @@ def predict(model_or_run: ModelLike | Sequence[ModelLike],
         raise InputError("spacing", f"needs {model.spatial_dims} positive values, got "
                          f"{tuple(spacing)}")
     opts = PredictOptions(save_probabilities=return_probabilities, **options)
-    labels, probabilities = predict_array(members, array, opts, where=where,
+    labels, probabilities = predict_array(prepare_members(members, opts), array, opts, where=where,
                                           image_spacing=image_spacing)
     if return_probabilities:
         assert probabilities is not None

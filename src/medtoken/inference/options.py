@@ -36,10 +36,11 @@ class PredictOptions:
         compile: ``torch.compile`` each PyTorch model once for all cases (``--compile``;
             exports refuse it).
         progress: progress bars on a terminal (off with ``--no-progress``).
-        spacing: ``"plan"`` (the spacing the model was trained at, the checkpoint's
-            ``target_spacing``; none for models trained on native spacing), ``"native"`` (each
-            input's own) or ``"X,Y,Z"`` mm per array axis (``--spacing``); outputs always keep
-            the input's geometry.
+        target_spacing: the grid the network sees: ``"plan"`` (the spacing the model was
+            trained at, the checkpoint's ``target_spacing``; none for models trained on native
+            spacing), ``"native"`` (each input's own) or ``"X,Y,Z"`` mm per array axis
+            (``--spacing``); outputs always keep the input's geometry. Not the image's own voxel
+            size (``medtoken.predict(..., spacing=)``).
     """
 
     overlap: float = 0.5
@@ -53,7 +54,7 @@ class PredictOptions:
     force_memory: bool = False
     compile: bool = False
     progress: bool = False
-    spacing: str = "plan"
+    target_spacing: str = "plan"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:

@@ -7,7 +7,7 @@ cannot be read, or whose estimated memory does not fit, is reported and skipped;
 still predicted. See docs/inference.md for stitching, devices and the memory estimate.
 
 A model trained at a target spacing (the checkpoint's ``dataset["target_spacing"]``, e.g. an
-nnunet plan's) predicts each case resampled to it (``options.spacing``, ``--spacing``), and the
+nnunet plan's) predicts each case resampled to it (``options.target_spacing``, ``--spacing``), and the
 class probabilities are resampled back to the case's own shape before the argmax (nnU-Net's
 export: order 1, separate z when anisotropic); a case already at that spacing is not resampled.
 """
@@ -51,7 +51,7 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory
 
 __all__ = ["PredictOptions", "PredictReport", "check_output_folder", "check_postprocessing",
-           "predict_array", "predict_cases", "target_spacing_for", "window_progress"]
+           "predict_array", "predict_cases", "prepare_members", "target_spacing_for", "window_progress"]
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_WINDOWS = 32  # a case with fewer windows gets no window progress bar
@@ -96,13 +96,18 @@ def _as_list(models: LoadedModel | Sequence[LoadedModel]) -> list[LoadedModel]:
     return [models] if isinstance(models, LoadedModel) else list(models)
 
 
-def _compiled(members: Sequence[LoadedModel]) -> list[LoadedModel]:
-    """Each member with its model ``torch.compile``-d (attributes such as ``config`` still read
-    through to the model; one graph per window batch shape, compiled on its first call).
+def prepare_members(models: LoadedModel | Sequence[LoadedModel],
+                    options: PredictOptions) -> list[LoadedModel]:
+    """The members as ``options`` predicts them: with ``options.compile`` each model
+    ``torch.compile``-d once (attributes such as ``config`` still read through to the model; one
+    graph per window batch shape, compiled on its first call).
 
     Raises:
-        InputError: a member is an exported model.
+        InputError: ``compile`` for an exported model.
     """
+    members = _as_list(models)
+    if not options.compile:
+        return members
     if not all(isinstance(m.model, torch.nn.Module) for m in members):
         raise InputError("--compile", "applies to checkpoints; an exported model runs in its "
                          "own runtime")
@@ -223,7 +228,7 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
 
     Each member is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export with
     a fixed batch axis gets exactly ``max_batch_size`` windows per call. Given the image's own
-    ``image_spacing`` and a target spacing (:func:`target_spacing_for` of ``options.spacing``),
+    ``image_spacing`` and a target spacing (:func:`target_spacing_for` of ``options.target_spacing``),
     the network sees the image resampled to it, and labels and probabilities come back in the
     image's shape; ``estimate`` is then that of the resampled grid.
 
@@ -234,7 +239,7 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
     members = _as_list(models)
     options = options or PredictOptions()
     shape = tuple(image.shape[1:])
-    target = target_spacing_for(members, options.spacing) if image_spacing is not None else None
+    target = target_spacing_for(members, options.target_spacing) if image_spacing is not None else None
     grid = _grid(shape, image_spacing, target)
     normalised = _normalised(members, image)
     if grid == shape:  # native, or already at the target spacing: not resampled at all
@@ -347,12 +352,12 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
             are kept as predicted, as nnU-Net does); check it with :func:`check_postprocessing`.
     """
     options = options or PredictOptions()
-    members = _compiled(_as_list(models)) if options.compile else _as_list(models)
+    members = prepare_members(models, options)
     out = Path(out_dir)
     check_output_folder(out, cases)
     out.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
-    target_spacing = target_spacing_for(members, options.spacing)
+    target_spacing = target_spacing_for(members, options.target_spacing)
     windows: list[int] | None = None  # probed once, on the first case
     iterator: Sequence[Case] = cases
     if options.progress and len(cases) > 1:
