@@ -33,6 +33,8 @@ def test_target_spacing_options() -> None:
     assert target_spacing_for(_loaded(None), "plan") is None
     with pytest.raises(InputError, match="--spacing"):
         target_spacing_for(loaded, "0.5,0")
+    with pytest.raises(InputError, match="--spacing: expected plan, native or 3"):
+        target_spacing_for(loaded, "auto")  # train's word; predict spells its default plan
 
 
 def test_ensemble_members_trained_at_other_spacings_are_refused() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from medtoken.utils.deprecation import warn_renamed
 
-__all__ = ["add_out", "add_renamed"]
+__all__ = ["add_out", "add_renamed", "add_spacing"]
 
 
 class _RenamedStore(argparse._StoreAction):
@@ -47,3 +47,21 @@ def add_out(p: argparse.ArgumentParser, help: str, old: Sequence[str] = (),
     """``-o/--out``, the output option of every command (``old``: e.g. ``("--output",)``)."""
     return add_renamed(p, "-o", "--out", old=old, help=help, **kwargs)
 
+
+
+def add_spacing(p: argparse.ArgumentParser, default: str | None, help_default: str,
+                auto: bool = False) -> argparse.Action:
+    """``--spacing WORD|X,Y,Z``, the grid the network sees, of ``train`` and ``predict``.
+
+    Args:
+        default: the parsed default (``None``: left to the config the command builds).
+        help_default: what the default means, for ``--help``.
+        auto: also ``auto`` (``train``: plan for the nnunet models, else native); the words are
+            checked by ``data.resample.parse_spacing`` (``predict`` passes it no ``auto``).
+    """
+    words = ("auto", "plan", "native") if auto else ("plan", "native")
+    return p.add_argument(
+        "--spacing", default=default, metavar="|".join((*words, "X,Y,Z")),
+        help="resample to the target spacing: plan (the nnU-Net plan's, or the one the model "
+        "was trained at), native (none: each case's own) or X,Y,Z mm per array axis (default: "
+        f"{help_default}); outputs keep the input's geometry")

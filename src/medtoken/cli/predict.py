@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medtoken.cli.options import add_out
+from medtoken.cli.options import add_out, add_spacing
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,9 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_out(p, "output folder", old=("--output",), required=True)
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0..1)")
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs")
-    p.add_argument("--spacing", default="plan", metavar="plan|native|X,Y,Z",
-                   help="predict at the spacing the model was trained at (plan, the default), "
-                   "at each input's own (native) or at X,Y,Z mm; outputs keep the input geometry")
+    add_spacing(p, "plan", "plan, the spacing the model was trained at")
     p.add_argument("--device", default="auto", help="where windows run: auto, cpu or cuda")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (inductor; checkpoints only): slower first "

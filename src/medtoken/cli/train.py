@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from medtoken.cli.options import add_out, add_renamed
+from medtoken.cli.options import add_out, add_renamed, add_spacing
 from medtoken.config import from_dict, parse_set_args, rename_keys
 from medtoken.train.config import AMP_DTYPES, TrainConfig
 from medtoken.utils.errors import InputError
@@ -45,9 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "planned from the dataset; docs/nnunet.md)")
     p.add_argument("--configuration", choices=("3d_fullres", "2d"),
                    help="plan configuration (default: 3d_fullres for 3D data, 2d for 2D)")
-    p.add_argument("--spacing", metavar="plan|native|X,Y,Z",
-                   help="resample cases to the plan's target spacing, not at all, or to X,Y,Z mm "
-                   "per array axis (default: plan for nnunet models, else native)")
+    add_spacing(p, None, "auto: plan for nnunet models, else native", auto=True)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -141,16 +141,18 @@ def resample_probabilities(probs: np.ndarray, shape: Sequence[int], spacing: Seq
                      is_seg=False, order=1)
 
 
-def parse_spacing(option: str, spatial_dims: int) -> str | tuple[float, ...]:
-    """``--spacing``: ``"auto"``, ``"plan"``, ``"native"``, or ``X,Y,Z`` (mm per array axis)
-    returned as a tuple of ``spatial_dims`` positive numbers."""
-    if option in ("auto", "plan", "native"):
+def parse_spacing(option: str, spatial_dims: int,
+                  words: Sequence[str] = ("auto", "plan", "native")) -> str | tuple[float, ...]:
+    """``--spacing``: one of ``words`` (``train``: ``auto``, ``plan``, ``native``; ``predict``
+    has no ``auto``), or ``X,Y,Z`` (mm per array axis) returned as a tuple of ``spatial_dims``
+    positive numbers."""
+    if option in words:
         return option
     try:
         values = tuple(float(v) for v in option.split(","))
     except ValueError:
         values = ()
     if len(values) != spatial_dims or not all(v > 0 for v in values):
-        raise InputError("--spacing", f"expected plan, native or {spatial_dims} positive "
+        raise InputError("--spacing", f"expected {', '.join(words)} or {spatial_dims} positive "
                          f"comma-separated numbers, got '{option}'")
     return values

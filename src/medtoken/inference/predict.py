@@ -54,6 +54,7 @@ __all__ = ["PredictOptions", "PredictReport", "check_output_folder", "check_post
            "predict_array", "predict_cases", "prepare_members", "target_spacing_for", "window_progress"]
 
 log = logging.getLogger(__name__)
+PREDICT_SPACINGS = ("plan", "native")  # --spacing words; train also has auto
 PROGRESS_MIN_WINDOWS = 32  # a case with fewer windows gets no window progress bar
 
 
@@ -137,7 +138,7 @@ def target_spacing_for(models: LoadedModel | Sequence[LoadedModel],
             spacings (with ``plan``).
     """
     members = _as_list(models)
-    choice = parse_spacing(option, members[0].model.spatial_dims)
+    choice = parse_spacing(option, members[0].model.spatial_dims, PREDICT_SPACINGS)
     if isinstance(choice, tuple):
         return choice
     if choice == "native":
