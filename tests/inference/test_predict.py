@@ -12,7 +12,13 @@ import torch
 from medtoken import create_model
 from medtoken.inference import predict as predict_module
 from medtoken.inference.options import PredictOptions
-from medtoken.inference.predict import predict_array, target_spacing_for
+from medtoken.data.datasets import Case
+from medtoken.inference.predict import (
+    check_output_folder,
+    predict_array,
+    predict_cases,
+    target_spacing_for,
+)
 from medtoken.models.checkpoint import LoadedModel
 from medtoken.utils.errors import InputError
 
@@ -73,3 +79,28 @@ def test_resampled_prediction_has_the_input_shape(stitching: str) -> None:
                               PredictOptions(stitching=stitching, target_spacing="native"),
                               image_spacing=(1.0, 1.0, 3.5))
     assert native.shape == (20, 18, 7)
+
+
+@pytest.mark.parametrize(("members", "option", "message"), [
+    ([[1.0, 1.0, 2.0], None], "plan", "different spacings"),
+    ([None], "1,1", "--spacing: expected plan, native or 3"),
+])
+def test_refused_spacing_leaves_no_output_folder(members: list[list[float] | None], option: str,
+                                                 message: str, tmp_path: Path) -> None:
+    image = tmp_path / "in" / "case.nii.gz"
+    image.parent.mkdir()
+    image.write_bytes(b"")  # never read: refused before the first case
+    with pytest.raises(InputError, match=message):
+        predict_cases([_loaded(t) for t in members], [Case("case", (image,), None)],
+                      tmp_path / "out", PredictOptions(target_spacing=option))
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_folder_inside_an_input_series_folder_is_refused(tmp_path: Path) -> None:
+    series = tmp_path / "dcm" / "s1"  # a DICOM series: the case's image is a folder
+    series.mkdir(parents=True)
+    case = Case("s1", (series,), None)
+    for out in (series, series / "pred", tmp_path / "dcm"):
+        with pytest.raises(InputError, match="input"):
+            check_output_folder(out, [case])
+    check_output_folder(tmp_path / "out", [case])  # beside the inputs: fine

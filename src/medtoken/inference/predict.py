@@ -68,11 +68,16 @@ class PredictReport:
 
 
 def check_output_folder(out_dir: Path, cases: Sequence[Case]) -> None:
-    """Refuse an output folder that is an input folder (inputs are never overwritten)."""
+    """Refuse an output folder that holds input files, or that is an input case folder (a DICOM
+    series) or inside one: inputs are never overwritten or added to."""
     out = out_dir.resolve()
     for case in cases:
-        for path in (*case.images, *( [case.label] if case.label else [])):
-            if path.resolve().parent == out:
+        for path in (*case.images, *([case.label] if case.label else [])):
+            path = path.resolve()
+            if path.is_dir() and (out == path or path in out.parents):
+                raise InputError(out_dir, f"is the input case folder {path} or inside it; "
+                                 "choose a folder outside the inputs")
+            if path.parent == out:
                 raise InputError(out_dir, "the output folder holds input files; choose another "
                                  "folder so that no input can be overwritten")
 
@@ -356,9 +361,9 @@ def predict_cases(models: LoadedModel | Sequence[LoadedModel], cases: Sequence[C
     members = prepare_members(models, options)
     out = Path(out_dir)
     check_output_folder(out, cases)
+    target_spacing = target_spacing_for(members, options.target_spacing)  # checked before mkdir
     out.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
-    target_spacing = target_spacing_for(members, options.target_spacing)
     windows: list[int] | None = None  # probed once, on the first case
     iterator: Sequence[Case] = cases
     if options.progress and len(cases) > 1:
