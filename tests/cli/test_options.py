@@ -20,7 +20,8 @@ COMMANDS = {
     "postprocess": ["postprocess", "-i", "in", "--plan", "p.json"],
     "plan": ["plan", "data"],
 }
-HAD_OUTPUT = ("predict", "export", "evaluate", "postprocess", "plan")  # spelled -o/--output before
+HAD_OUTPUT = ("predict", "export", "evaluate")  # spelled -o/--output before
+NEW = ("postprocess", "plan")  # -o/--out from the start: no old spelling to keep
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -37,6 +38,12 @@ def test_output_still_works_and_warns(command: str, deprecations) -> None:
     assert args.out == "x.json"
     assert deprecations() == ["'--output' is deprecated; use '--out' (the old spelling will be "
                               "removed in a future release)"]
+
+
+@pytest.mark.parametrize("command", NEW)
+def test_new_commands_have_no_output_alias(command: str, capsys) -> None:
+    assert main([*COMMANDS[command], "-o", "x.json", "--output", "y.json"]) == 2
+    assert "unrecognized arguments: --output y.json" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="DATA", help="dataset folder (MSD, nnU-Net raw or 2D folder)")
-    add_out(p, "plans file to write (default: print the plans to stdout)", old=("--output",),
+    add_out(p, "plans file to write (default: print the plans to stdout)",
             metavar="PLANS.json")
     p.add_argument("--fingerprint", metavar="FINGERPRINT.json",
                    help="also write nnU-Net's dataset_fingerprint.json here")

@@ -9,7 +9,7 @@ from medtoken.cli.options import add_out
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, help="folder of label files")
-    add_out(p, "output folder (not the input folder)", old=("--output",), required=True)
+    add_out(p, "output folder (not the input folder)", required=True)
     p.add_argument("--plan", required=True,
                    help="postprocessing.json from `medtoken determine-postprocessing` (or "
                    "nnUNetv2_determine_postprocessing)")
