@@ -32,7 +32,8 @@ from medtoken.data.io import (
 from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json_object
 
-__all__ = ["Case", "DatasetInfo", "Problem", "list_input_cases", "load_dataset", "scan_dataset"]
+__all__ = ["Case", "DatasetInfo", "Problem", "list_input_cases", "load_dataset", "parse_labels",
+           "scan_dataset"]
 
 NOT_A_DATASET = ("not a dataset: expected MSD (dataset.json with 'training'), nnU-Net v2 raw "
                  "(dataset.json + imagesTr/), 2D (images/ + masks/) or DICOM series folders")
@@ -123,7 +124,7 @@ def _visible_files(folder: Path, endings: Iterable[str]) -> list[Path]:
                   and split_file_ending(p)[1].lower() in lowered)
 
 
-def _parse_labels(raw: Any, json_path: Path) -> dict[int, str]:
+def parse_labels(raw: Any, json_path: str | Path) -> dict[int, str]:
     """``labels`` of MSD (value -> name) or nnU-Net (name -> value) as {value: name}."""
     if not isinstance(raw, dict) or not raw:
         raise InputError(json_path, "'labels' must be a non-empty mapping")
@@ -197,7 +198,7 @@ def _msd_case(root: Path, item: Any, index: int, channels: tuple[str, ...],
 
 def _scan_msd(root: Path, meta: dict[str, Any], json_path: Path,
               problems: list[Problem]) -> DatasetInfo:
-    labels = _parse_labels(meta.get("labels"), json_path)
+    labels = parse_labels(meta.get("labels"), json_path)
     channels = (_parse_channels(meta["modality"], json_path, "modality")
                 if "modality" in meta else ("image",))
     training = meta["training"]
@@ -240,7 +241,7 @@ def _group_channel_files(files: list[Path], ending: str,
 
 def _scan_nnunet(root: Path, meta: dict[str, Any], json_path: Path,
                  problems: list[Problem]) -> DatasetInfo:
-    labels = _parse_labels(meta.get("labels"), json_path)
+    labels = parse_labels(meta.get("labels"), json_path)
     channels = _parse_channels(meta["channel_names"], json_path, "channel_names")
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     ending = meta.get("file_ending")
@@ -312,7 +313,7 @@ def _scan_folder2d(root: Path, meta: dict[str, Any] | None, json_path: Path,
         problems.append(Problem(key, str(masks[key]), "mask has no image in images/"))
     ordered = [cases[k] for k in sorted(cases)]
     meta = meta or {}
-    labels = (_parse_labels(meta["labels"], json_path) if "labels" in meta
+    labels = (parse_labels(meta["labels"], json_path) if "labels" in meta
               else _scan_mask_labels(ordered, problems))
     if "channel_names" in meta:
         channels = _parse_channels(meta["channel_names"], json_path, "channel_names")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medtoken.data.datasets import DatasetInfo
+from medtoken.data.datasets import DatasetInfo, parse_labels
 from medtoken.planning.axes import medtoken_axis, reader_writer_for
 from medtoken.planning.fingerprint import (
     NUM_FOREGROUND_VOXELS,
@@ -219,18 +219,15 @@ def _check_config(config: Mapping[str, Any], name: str, where: str) -> dict[str,
 
 
 def _plan_labels(plans: Mapping[str, Any], where: str) -> dict[int, str] | None:
-    """Labels from the ``medtoken`` key, else from a ``dataset.json`` beside the plans file."""
+    """Labels from the ``medtoken`` key, else from a ``dataset.json`` beside the plans file
+    (nnU-Net's name -> value or MSD's value -> name, read as a dataset's own labels)."""
     raw = plans.get(MEDTOKEN_KEY, {}).get("labels")
+    source: str | Path = where
     if raw is None and where != "<plans>":
         sibling = Path(where).parent / "dataset.json"
         if sibling.is_file():
-            raw = read_json_object(sibling, "dataset.json").get("labels")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return {int(v): str(k) for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise InputError(where, "'labels' must map names to integer values") from None
+            raw, source = read_json_object(sibling, "dataset.json").get("labels"), sibling
+    return None if raw is None else parse_labels(raw, source)
 
 
 def _plan_axes(plans: Mapping[str, Any], dims: int,
