@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from medtoken import create_model
+from medtoken.data.datasets import Case
 from medtoken.inference import predict as predict_module
 from medtoken.inference.options import PredictOptions
-from medtoken.data.datasets import Case
 from medtoken.inference.predict import (
     check_output_folder,
     predict_array,

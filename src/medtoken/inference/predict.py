@@ -7,8 +7,8 @@ cannot be read, or whose estimated memory does not fit, is reported and skipped;
 still predicted. See docs/inference.md for stitching, devices and the memory estimate.
 
 A model trained at a target spacing (the checkpoint's ``dataset["target_spacing"]``, e.g. an
-nnunet plan's) predicts each case resampled to it (``options.target_spacing``, ``--spacing``), and the
-class probabilities are resampled back to the case's own shape before the argmax (nnU-Net's
+nnunet plan's) predicts each case resampled to it (``options.target_spacing``, ``--spacing``),
+and the class probabilities are resampled back to the case's own shape before the argmax (nnU-Net's
 export: order 1, separate z when anisotropic); a case already at that spacing is not resampled.
 """
 
@@ -51,7 +51,8 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.memory import available_memory
 
 __all__ = ["PredictOptions", "PredictReport", "check_output_folder", "check_postprocessing",
-           "predict_array", "predict_cases", "prepare_members", "target_spacing_for", "window_progress"]
+           "predict_array", "predict_cases", "prepare_members", "target_spacing_for",
+           "window_progress"]
 
 log = logging.getLogger(__name__)
 PREDICT_SPACINGS = ("plan", "native")  # --spacing words; train also has auto
@@ -234,9 +235,9 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
 
     Each member is a PyTorch model or a :class:`medtoken.export.ExportedModel`; an export with
     a fixed batch axis gets exactly ``max_batch_size`` windows per call. Given the image's own
-    ``image_spacing`` and a target spacing (:func:`target_spacing_for` of ``options.target_spacing``),
-    the network sees the image resampled to it, and labels and probabilities come back in the
-    image's shape; ``estimate`` is then that of the resampled grid.
+    ``image_spacing`` and a target spacing (:func:`target_spacing_for` of
+    ``options.target_spacing``), the network sees the image resampled to it, and labels and
+    probabilities come back in the image's shape; ``estimate`` is then that of the resampled grid.
 
     Raises:
         InputError: at ``where``, when the estimated peak does not fit (unless
@@ -245,7 +246,8 @@ def predict_array(models: LoadedModel | Sequence[LoadedModel], image: np.ndarray
     members = _as_list(models)
     options = options or PredictOptions()
     shape = tuple(image.shape[1:])
-    target = target_spacing_for(members, options.target_spacing) if image_spacing is not None else None
+    target = (target_spacing_for(members, options.target_spacing) if image_spacing is not None
+              else None)
     grid = _grid(shape, image_spacing, target)
     normalised = _normalised(members, image)
     if grid == shape:  # native, or already at the target spacing: not resampled at all

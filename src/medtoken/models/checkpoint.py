@@ -31,10 +31,10 @@ __all__ = [
     "FOLD_DIR",
     "FORMAT_VERSION",
     "LoadedModel",
+    "fold_run_dirs",
     "load_checkpoint",
     "load_model_checkpoint",
     "resolve_checkpoint",
-    "fold_run_dirs",
     "save_checkpoint",
 ]
 
