@@ -37,3 +37,16 @@ def predict_cli(out: Path, inputs: Path, *models: Path | str, extra: tuple[str, 
                  "--no-progress", *extra])
 
 
+
+
+def train_tiny_run(tmp_path_factory: pytest.TempPathFactory, name: str,
+                   seed: int) -> tuple[Path, Path]:
+    """A 5-case synthetic 3D dataset and a one-step tiny ``unet3d`` run trained on it."""
+    root = tmp_path_factory.mktemp(name)
+    data = make_synthetic_dataset(root / "data", num_cases=5, seed=seed)
+    run = root / "run"
+    assert main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
+                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16",
+                 "16", "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1",
+                 "train.warmup_steps=1"]) == 0
+    return data, run

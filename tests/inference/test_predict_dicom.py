@@ -10,22 +10,15 @@ import numpy as np
 import pytest
 
 from medtoken.cli.main import main
-from medtoken.data.synthetic import make_synthetic_dataset
 from tests.data.dicom_series import oblique_sitk_image, write_dicom_series
+from tests.inference.conftest import train_tiny_run
 
 sitk = pytest.importorskip("SimpleITK")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("predict_dicom")
-    data = make_synthetic_dataset(root / "data", num_cases=5, seed=3)
-    run = root / "run"
-    assert main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
-                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16",
-                 "16", "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1",
-                 "train.warmup_steps=1"]) == 0
-    return data, run
+    return train_tiny_run(tmp_path_factory, "predict_dicom", seed=3)
 
 
 @pytest.mark.slow  # trains a one-step model (~7 s on a loaded CPU)

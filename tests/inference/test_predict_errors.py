@@ -12,19 +12,12 @@ import pytest
 from PIL import Image
 
 from medtoken.cli.main import main
-from medtoken.data.synthetic import make_synthetic_dataset
+from tests.inference.conftest import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("predict_errors")
-    data = make_synthetic_dataset(root / "data", num_cases=5, seed=7)
-    run = root / "run"
-    assert main(["train", "--data", str(data), "--model", "unet3d", "--out", str(run),
-                 "--max-steps", "1", "--batch-size", "1", "--no-progress", "--roi-size", "16",
-                 "16", "16", "--set", "channels=[4,8]", "train.steps_per_epoch=1",
-                 "train.warmup_steps=1"]) == 0
-    return data, run
+    return train_tiny_run(tmp_path_factory, "predict_errors", seed=7)
 
 
 def _break(folder: Path, case: str, how: str) -> None:
