@@ -33,7 +33,7 @@ from medtoken.inference.slab import FINALIZE_ELEMENTS
 from medtoken.utils.errors import InputError
 from medtoken.utils.memory import (
     available_memory,
-    byte_unit,
+    estimate_summary,
     format_bytes,
     peak_tensor_bytes,
     probe_size,
@@ -62,11 +62,9 @@ class CaseEstimate:
 
     def summary(self) -> str:
         """``"estimated peak 2.1 GiB (images 0.3, accumulators 1.2, ...)"`` in the total's unit."""
-        unit, scale = byte_unit(self.total_bytes)
-        parts = {"images": self.images_bytes, "accumulators": self.accumulators_bytes,
-                 "outputs": self.outputs_bytes, "windows": self.windows_bytes}
-        detail = ", ".join(f"{name} {value / scale:.1f}" for name, value in parts.items())
-        return f"estimated peak {self.total_bytes / scale:.1f} {unit} ({detail})"
+        return estimate_summary({"images": self.images_bytes,
+                                 "accumulators": self.accumulators_bytes,
+                                 "outputs": self.outputs_bytes, "windows": self.windows_bytes})
 
 
 def window_bytes(model: Any, roi_size: Sequence[int], batch_size: int,

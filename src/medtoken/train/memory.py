@@ -49,7 +49,7 @@ import torch
 from medtoken.train.config import TrainConfig
 from medtoken.train.losses import LossFn, build_loss
 from medtoken.utils.errors import InputError
-from medtoken.utils.memory import byte_unit, format_bytes, probe_size
+from medtoken.utils.memory import estimate_summary, format_bytes, probe_size
 
 __all__ = [
     "MemoryEstimate",
@@ -92,11 +92,10 @@ class MemoryEstimate:
 
     def summary(self) -> str:
         """``"estimated peak 31.2 GiB (params 0.2, gradients 0.2, optimizer 0.4, ...)"``."""
-        unit, scale = byte_unit(self.total_bytes)
-        parts = {"params": self.params_bytes, "gradients": self.gradients_bytes,
-                 "optimizer": self.optimizer_bytes, "activations": self.activations_bytes}
-        detail = ", ".join(f"{name} {value / scale:.1f}" for name, value in parts.items())
-        return f"estimated peak {self.total_bytes / scale:.1f} {unit} ({detail})"
+        return estimate_summary({"params": self.params_bytes,
+                                 "gradients": self.gradients_bytes,
+                                 "optimizer": self.optimizer_bytes,
+                                 "activations": self.activations_bytes})
 
 
 def optimizer_states(cfg: TrainConfig) -> int:
