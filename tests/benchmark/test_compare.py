@@ -39,3 +39,19 @@ def test_compare_two_trained_runs(tmp_path: Path) -> None:
     for r in rows:
         assert r.steps == 2 and 0.0 <= r.dice <= 1.0 and r.case_ms > 0
         assert r.peak_mem_mb is not None and r.peak_mem_mb > 0
+
+
+def test_write_comparison_writes_table_records_and_picture(tmp_path: Path) -> None:
+    import json
+
+    from medtoken.benchmark.compare import write_comparison
+    from tests.plots.test_charts import assert_real_png
+
+    rows = [RunComparison("tok", 2_000_000, 80, 0.61, 50.0, 300.0),
+            RunComparison("dense", 1_000_000, 200, float("nan"), 100.0, 600.0)]
+    table, records, picture = write_comparison(rows, tmp_path / "out", title="pair")
+    assert table.read_text().startswith("# pair\n\n| model |")
+    assert json.loads(records.read_text())[1] == {
+        "name": "dense", "params": 1_000_000, "steps": 200, "dice": None, "case_ms": 100.0,
+        "peak_mem_mb": 600.0}
+    assert_real_png(picture)

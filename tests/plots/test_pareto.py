@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from medtoken.cli.main import main
-from medtoken.plots.pareto import ParetoPoint, load_pareto_points, pareto_front
+from medtoken.plots.pareto import (
+    ParetoPoint,
+    default_axes,
+    load_pareto_points,
+    pareto_front,
+    plot_pareto,
+)
 from medtoken.utils.errors import InputError
 from tests.plots.test_charts import assert_real_png
 
@@ -77,5 +83,46 @@ def test_cli_plot_pareto(tmp_path: Path) -> None:
     results, summaries = _files(tmp_path)
     argv = ["plot", "pareto", "--results", str(results), "--mode", "infer", "--summaries",
             *[f"{k}={v}" for k, v in summaries.items()], "-o", str(tmp_path / "p.png")]
+    assert main(argv) == 0
+    assert_real_png(tmp_path / "p.png")
+
+
+def test_latency_and_memory_fronts_prefer_lower_costs() -> None:
+    points = [ParetoPoint("fast", 4.0, 0.80, "volume", 250.0, 900.0),
+              ParetoPoint("slow", 1.0, 0.85, "volume", 1000.0, 300.0),
+              ParetoPoint("worse", 0.5, 0.70, "volume", 2000.0, 950.0)]
+    assert [p.name for p in pareto_front(points, "latency")] == ["fast", "slow"]
+    assert [p.name for p in pareto_front(points, "memory")] == ["slow"]
+    assert default_axes(points) == ("latency", "memory")
+    assert default_axes([ParetoPoint("a", 1.0, 0.5)]) == ("throughput",)
+
+
+def test_volume_records_give_latency_and_memory(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"model": "unet3d", "spec": "unet3d", "label": "unet3d",
+                                    "mode": "volume", "throughput_per_s": 2.0,
+                                    "latency_ms": {"median": 500.0}, "peak_mem_mb": 64.0}]))
+    summary = tmp_path / "s.json"
+    summary.write_text(json.dumps({"foreground_mean": {"Dice": 0.9}}))
+    (point,) = load_pareto_points(results, {"unet3d": summary})
+    assert (point.latency_ms, point.peak_mem_mb, point.mode) == (500.0, 64.0, "volume")
+
+
+def test_a_panel_without_values_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no memory measured for a"):
+        plot_pareto([ParetoPoint("a", 1.0, 0.5, "infer", 10.0, None)], tmp_path / "p.png",
+                    axes=("latency", "memory"))
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_cli_plot_pareto_two_panels(tmp_path: Path) -> None:
+    results, summaries = _files(tmp_path)
+    records = json.loads(results.read_text())
+    for r in records:
+        r.update(latency_ms={"median": 1e3 / r["throughput_per_s"]}, peak_mem_mb=100.0)
+    results.write_text(json.dumps(records))
+    argv = ["plot", "pareto", "--results", str(results), "--mode", "infer", "--x", "latency",
+            "memory", "--title", "t", "--summaries", *[f"{k}={v}" for k, v in summaries.items()],
+            "-o", str(tmp_path / "p.png")]
     assert main(argv) == 0
     assert_real_png(tmp_path / "p.png")

@@ -1,15 +1,17 @@
 """Side-by-side comparison of trained runs: validation Dice, whole-case time and peak memory.
 
-Used by ``medtoken demo``: each run's final-validation ``summary.json`` gives the Dice; the best
-checkpoint's model is timed on whole cases of the dataset with the benchmark's volume workload
-(sliding window, Gaussian blending, argmax; all models interleaved after a warm-up) and its peak
-memory is measured in a fresh process (:mod:`medtoken.benchmark.memory`).
+Used by ``medtoken compare`` and ``medtoken demo``: each run's final-validation ``summary.json``
+gives the Dice; the best checkpoint's model is timed on whole cases of the dataset with the
+benchmark's volume workload (sliding window, Gaussian blending, argmax; all models interleaved
+after a warm-up) and its peak memory is measured in a fresh process
+(:mod:`medtoken.benchmark.memory`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,13 @@ import torch
 from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
 from medtoken.benchmark.workload import build_workload, load_volume_cases
 from medtoken.config import to_dict
-from medtoken.utils.jsonio import read_json
+from medtoken.plots.pareto import ParetoPoint, plot_pareto
+from medtoken.utils.atomic import atomic_write_text
+from medtoken.utils.jsonio import nan_to_none, read_json
 from medtoken.utils.timing import summarize, time_interleaved
 
-__all__ = ["RunComparison", "compare_runs", "comparison_table"]
+__all__ = ["RunComparison", "compare_runs", "comparison_table", "pareto_points",
+           "write_comparison"]
 
 SW_BATCH_SIZE = 2  # medtoken predict's sliding-window batch
 
@@ -95,3 +100,22 @@ def comparison_table(rows: Sequence[RunComparison]) -> str:
                      f"| {r.steps} | {r.dice:.4f} | {r.case_ms:.0f} | {mem} "
                      f"| {r.case_ms / base.case_ms:.2f} | {mem_ratio} |")
     return "\n".join(lines)
+
+
+def pareto_points(rows: Sequence[RunComparison]) -> list[ParetoPoint]:
+    """One whole-case point per row (cases/s, median case time, peak memory)."""
+    return [ParetoPoint(r.name, 1e3 / r.case_ms, r.dice, "volume", r.case_ms, r.peak_mem_mb)
+            for r in rows]
+
+
+def write_comparison(rows: Sequence[RunComparison], out: Path, title: str = "") -> list[Path]:
+    """Write ``comparison.md`` (the table), ``comparison.json`` (the rows) and ``pareto.png``
+    (Dice against whole-case time and against peak memory) into ``out``; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    table, records, picture = out / "comparison.md", out / "comparison.json", out / "pareto.png"
+    atomic_write_text(table, f"# {title or 'medtoken compare'}\n\n{comparison_table(rows)}\n")
+    atomic_write_text(records, json.dumps([nan_to_none(asdict(r)) for r in rows], indent=2)
+                      + "\n")
+    axes = ("latency", "memory") if all(r.peak_mem_mb is not None for r in rows) else ("latency",)
+    plot_pareto(pareto_points(rows), picture, title=title, axes=axes)
+    return [table, records, picture]

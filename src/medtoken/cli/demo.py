@@ -65,11 +65,9 @@ def _overlay(info: Any, run_dir: Path, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medtoken.benchmark.compare import compare_runs, comparison_table
+    from medtoken.benchmark.compare import compare_runs, comparison_table, write_comparison
     from medtoken.data.datasets import load_dataset
     from medtoken.data.synthetic import make_synthetic_dataset
-    from medtoken.plots.pareto import ParetoPoint, plot_pareto
-    from medtoken.utils.atomic import atomic_write_text
     from medtoken.utils.device import resolve_device
 
     work = Path(args.work)
@@ -83,13 +81,10 @@ def run(args: argparse.Namespace) -> int:
     print("timing whole cases and measuring peak memory ...")
     rows = compare_runs([(n, r.run_dir, r.steps_done) for n, r in results.items()], data,
                         resolve_device(args.device))
-    table = comparison_table(rows)
-    print(table)
-    atomic_write_text(work / "comparison.md", f"# medtoken demo\n\n{table}\n")
-    points = [ParetoPoint(r.name, 1e3 / r.case_ms, r.dice, "volume") for r in rows]
-    picture = plot_pareto(points, work / "pareto.png",
-                          title=f"{' vs '.join(names)}: same {args.minutes:g}-minute budget")
+    print(comparison_table(rows))
+    table, _, picture = write_comparison(
+        rows, work, title=f"{' vs '.join(names)}: same {args.minutes:g}-minute budget")
     overlay = _overlay(info, results[names[0]].run_dir, work / "overlay.png")
     print(f"run folders: {', '.join(str(r.run_dir) for r in results.values())}\n"
-          f"table: {work / 'comparison.md'}\npicture: {picture}\noverlay: {overlay}")
+          f"table: {table}\npicture: {picture}\noverlay: {overlay}")
     return 0

@@ -30,6 +30,7 @@ COMMANDS = {
     "models": "models",
     "demo": "demo",
     "benchmark": "benchmark",
+    "compare": "compare",
     "plot": "plot",
     "token-stats": "token_stats",
 }

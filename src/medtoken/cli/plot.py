@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from medtoken.cli.options import add_out
+from medtoken.plots.pareto import AXES
 from medtoken.utils.errors import InputError
 
 
@@ -62,6 +63,10 @@ def _add_pareto(p: argparse.ArgumentParser) -> None:
                    "medtoken evaluate")
     p.add_argument("--mode", choices=("infer", "train", "volume"),
                    help="use the benchmark records of this mode (when results.json has several)")
+    p.add_argument("--x", nargs="+", choices=AXES, metavar="AXIS",
+                   help="cost axes, one panel each: throughput, latency, memory (default: "
+                   "latency and memory for whole-case volume records, else throughput)")
+    p.add_argument("--title", default="", help="title of the picture")
     _add_out(p)
 
 
@@ -75,7 +80,7 @@ def _run_pareto(args: argparse.Namespace) -> str:
             raise InputError("--summaries", f"expected NAME=summary.json, got '{item}'")
         summaries[name] = path
     points = load_pareto_points(args.results, summaries, mode=args.mode)
-    return str(plot_pareto(points, args.out))
+    return str(plot_pareto(points, args.out, title=args.title, axes=args.x))
 
 
 def _add_tokens(p: argparse.ArgumentParser) -> None:
@@ -119,7 +124,7 @@ PLOTS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                 _run_overlay),
     "curves": ("training loss, validation Dice per class and learning rate of a run",
                _add_curves, _run_curves),
-    "pareto": ("foreground Dice against benchmark throughput, one point per model",
+    "pareto": ("foreground Dice against throughput, latency or peak memory, one point per model",
                _add_pareto, _run_pareto),
     "tokens": ("which tokens each stage of an SCD or TokenSeg model kept, over the image",
                _add_tokens, _run_tokens),

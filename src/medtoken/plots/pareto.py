@@ -1,6 +1,8 @@
-"""Accuracy against speed: validation/test Dice versus benchmark throughput, one point per model.
+"""Accuracy against cost: validation/test Dice versus throughput, latency or peak memory, one
+point per model, one panel per cost axis.
 
-The points that no other point beats on both axes (the Pareto front) are joined by a line.
+The points that no other point beats on both axes of a panel (its Pareto front) are joined by a
+line.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from medtoken.plots.charts import pyplot, save_figure
 from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json
 
-__all__ = ["ParetoPoint", "load_pareto_points", "pareto_front", "plot_pareto"]
+__all__ = ["AXES", "ParetoPoint", "default_axes", "load_pareto_points", "pareto_front",
+           "plot_pareto"]
 
-LOG_SCALE_RATIO = 20  # use a log throughput axis when the fastest is this many times the slowest
+LOG_SCALE_RATIO = 20  # use a log cost axis when the largest is this many times the smallest
+AXES = ("throughput", "latency", "memory")  # the cost axes a panel can show
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,26 @@ class ParetoPoint:
 
     Attributes:
         mode: the benchmark mode of the throughput (``volume``: cases/s, else items/s).
+        latency_ms: median time of one benchmark step (``volume``: one whole case).
+        peak_mem_mb: peak memory above the idle process (MiB), when measured.
     """
 
     name: str
     throughput: float
     dice: float
     mode: str = "infer"
+    latency_ms: float | None = None
+    peak_mem_mb: float | None = None
+
+    def cost(self, axis: str) -> float | None:
+        """The point's value on cost ``axis`` (one of :data:`AXES`)."""
+        if axis == "throughput":
+            return self.throughput
+        if axis == "latency":
+            return self.latency_ms
+        if axis == "memory":
+            return self.peak_mem_mb
+        raise ValueError(f"unknown axis '{axis}' (expected one of {', '.join(AXES)})")
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -90,45 +108,89 @@ def load_pareto_points(results: str | Path, summaries: Mapping[str, str | Path],
         except (KeyError, TypeError, ValueError):
             raise InputError(summary_path, "has no foreground_mean.Dice (is it a summary.json "
                              "of medtoken evaluate?)") from None
-        points.append(ParetoPoint(name, float(record["throughput_per_s"]), dice,
-                                  str(record.get("mode", "infer"))))
+        latency = record.get("latency_ms")
+        memory = record.get("peak_mem_mb")
+        points.append(ParetoPoint(
+            name, float(record["throughput_per_s"]), dice, str(record.get("mode", "infer")),
+            float(latency["median"]) if isinstance(latency, dict) else None,
+            None if memory is None else float(memory)))
     return points
 
 
-def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
-    """The points not dominated by another (faster and at least as accurate, or the reverse),
-    sorted by throughput."""
-    def dominated(p: ParetoPoint) -> bool:
-        return any(q.throughput >= p.throughput and q.dice >= p.dice
-                   and (q.throughput > p.throughput or q.dice > p.dice) for q in points)
+def pareto_front(points: Sequence[ParetoPoint], axis: str = "throughput") -> list[ParetoPoint]:
+    """The points not dominated by another on Dice and the cost ``axis`` (higher throughput or
+    lower latency/memory is better), sorted along that axis; points without a value are left
+    out."""
+    sign = 1.0 if axis == "throughput" else -1.0  # turn every axis into "higher is better"
+    valued = [(p, sign * c) for p in points if (c := p.cost(axis)) is not None
+              and not math.isnan(p.dice)]
 
-    return sorted((p for p in points if not dominated(p)), key=lambda p: p.throughput)
+    def dominated(p: ParetoPoint, gain: float) -> bool:
+        return any(g >= gain and q.dice >= p.dice and (g > gain or q.dice > p.dice)
+                   for q, g in valued)
+
+    front = [(p, g) for p, g in valued if not dominated(p, g)]
+    return [p for p, _ in sorted(front, key=lambda pg: sign * pg[1])]
 
 
-def plot_pareto(points: Sequence[ParetoPoint], out: str | Path, title: str = "") -> Path:
-    """Scatter of Dice against throughput with the Pareto front; returns ``out``."""
-    if not points:
-        raise ValueError("no points to plot")
-    modes = sorted({p.mode for p in points})
-    unit = "cases/s" if modes == ["volume"] else "items/s"
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for p in points:
-        ax.scatter(p.throughput, p.dice, s=50, zorder=3)
-        ax.annotate(p.name, (p.throughput, p.dice), textcoords="offset points", xytext=(6, 4),
-                    fontsize=9)
-    front = pareto_front([p for p in points if not math.isnan(p.dice)])
+def default_axes(points: Sequence[ParetoPoint]) -> tuple[str, ...]:
+    """Whole-case latency and peak memory when every point is a whole-case (volume) measure
+    with both values, else throughput."""
+    if points and all(p.mode == "volume" and p.latency_ms is not None
+                      and p.peak_mem_mb is not None for p in points):
+        return ("latency", "memory")
+    return ("throughput",)
+
+
+def _axis_label(axis: str, modes: list[str]) -> str:
+    volume = modes == ["volume"]
+    if axis == "throughput":
+        return f"throughput ({'cases/s' if volume else 'items/s'}, higher is faster)"
+    if axis == "latency":
+        what = "whole-case time" if volume else "latency per step"
+        return f"{what} (s, median; lower is faster)"
+    return "peak memory above the idle process (MiB, lower is better)"
+
+
+def _panel(ax: Any, points: Sequence[ParetoPoint], axis: str, modes: list[str]) -> None:
+    scale = 1e-3 if axis == "latency" else 1.0  # latency is drawn in seconds
+    shown = [(p, c * scale) for p in points if (c := p.cost(axis)) is not None]
+    for p, x in shown:
+        ax.scatter(x, p.dice, s=50, zorder=3)
+        ax.annotate(p.name, (x, p.dice), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    front = pareto_front(points, axis)
     if len(front) > 1:
-        ax.plot([p.throughput for p in front], [p.dice for p in front], color="black",
-                linestyle="--", linewidth=1, label="Pareto front", zorder=2)
+        ax.plot([c * scale for p in front if (c := p.cost(axis)) is not None],
+                [p.dice for p in front], color="black", linestyle="--", linewidth=1,
+                label="Pareto front", zorder=2)
         ax.legend(fontsize=8)
-    speeds = [p.throughput for p in points if p.throughput > 0]
-    if speeds and max(speeds) / min(speeds) >= LOG_SCALE_RATIO:
+    values = [x for _, x in shown if x > 0]
+    if values and max(values) / min(values) >= LOG_SCALE_RATIO:
         ax.set_xscale("log")
-    ax.set_xlabel(f"throughput ({unit}, higher is faster)")
+    ax.set_xlabel(_axis_label(axis, modes))
     ax.set_ylabel("foreground mean Dice")
     ax.grid(alpha=0.3)
     ax.margins(x=0.2, y=0.1)
-    ax.set_title(title or f"accuracy vs speed ({', '.join(modes)})")
+
+
+def plot_pareto(points: Sequence[ParetoPoint], out: str | Path, title: str = "",
+                axes: Sequence[str] | None = None) -> Path:
+    """Dice against each cost axis (default: :func:`default_axes`), one panel per axis, with
+    the Pareto fronts; returns ``out``."""
+    if not points:
+        raise ValueError("no points to plot")
+    axes = tuple(axes) if axes else default_axes(points)
+    for axis in axes:
+        if axis not in AXES:
+            raise ValueError(f"unknown axis '{axis}' (expected one of {', '.join(AXES)})")
+        missing = [p.name for p in points if p.cost(axis) is None]
+        if missing:
+            raise InputError(f"--x {axis}", f"no {axis} measured for {', '.join(missing)}")
+    modes = sorted({p.mode for p in points})
+    plt = pyplot()
+    fig, panels = plt.subplots(1, len(axes), figsize=(7 * len(axes), 5), squeeze=False)
+    for ax, axis in zip(panels[0], axes, strict=True):
+        _panel(ax, points, axis, modes)
+    fig.suptitle(title or f"accuracy vs cost ({', '.join(modes)})")
     fig.tight_layout()
     return save_figure(fig, out)

@@ -1,0 +1,43 @@
+"""``medtoken compare``: run naming, the steps read from log.csv, and the errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medtoken.cli.compare import parse_runs, steps_trained
+from medtoken.cli.main import main
+from medtoken.utils.errors import InputError
+
+
+def _run_folder(path: Path, steps: int = 40) -> Path:
+    path.mkdir(parents=True)
+    (path / "log.csv").write_text(f"epoch,step,loss\n1,20,0.5\n2,{steps},0.4\n")
+    return path
+
+
+def test_runs_are_named_by_name_or_folder(tmp_path: Path) -> None:
+    a, b = _run_folder(tmp_path / "a"), _run_folder(tmp_path / "b")
+    assert parse_runs([f"tok={a}", str(b)]) == [("tok", a), ("b", b)]
+    with pytest.raises(InputError, match="same name"):
+        parse_runs([f"x={a}", f"x={b}"])
+    with pytest.raises(InputError, match="not NAME=RUN"):
+        parse_runs([f"x={tmp_path / 'missing'}"])
+
+
+def test_steps_come_from_the_last_log_row(tmp_path: Path) -> None:
+    assert steps_trained(_run_folder(tmp_path / "a", steps=1234)) == 1234
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"log\.csv: no such file"):
+        steps_trained(tmp_path / "empty")
+
+
+def test_a_run_without_final_validation_is_refused(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run_folder(tmp_path / "a")
+    code = main(["compare", "--runs", f"a={run}", "--data", str(tmp_path), "-o",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "summary.json: no such file" in err[0]
+    assert not (tmp_path / "out").exists()
