@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from medtoken import create_model
 from medtoken.models.losses import (
     deep_supervision_loss,
     deep_supervision_scales,
     deep_supervision_weights,
     downsample_target,
-    segmentation_loss_for,
     soft_dice_loss,
 )
 
@@ -72,9 +70,3 @@ def test_soft_dice_perfect_prediction_is_minus_one() -> None:
     target = torch.tensor([[[[0, 1], [2, 1]]]])
     logits = torch.nn.functional.one_hot(target[:, 0], 3).permute(0, 3, 1, 2).float() * 100
     assert float(soft_dice_loss(logits, target, batch_dice=True)) == pytest.approx(-1.0)
-
-
-def test_training_adds_dice_ce_only_for_models_without_their_own_loss() -> None:
-    logits, y = torch.randn(1, 2, 8, 8, 8), torch.randint(0, 2, (1, 1, 8, 8, 8))
-    assert float(segmentation_loss_for(create_model("nnunet_test"))(logits, y)) == 0.0
-    assert float(segmentation_loss_for(create_model("unet3d"))(logits, y)) > 0.0

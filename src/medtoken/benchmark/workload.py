@@ -144,12 +144,13 @@ def _infer_workload(model: Any, x: torch.Tensor, amp: bool, compile: bool) -> Wo
 
 def _train_workload(model: Any, x: torch.Tensor, y: torch.Tensor, amp: bool,
                     compile: bool) -> Workload:
-    from medtoken.models.losses import segmentation_loss_for
+    from medtoken.train.config import TrainConfig
+    from medtoken.train.losses import build_loss
     from medtoken.train.optim import build_optimizer
 
     model.train()
     optimizer = build_optimizer(model, TRAIN_LR, TRAIN_WEIGHT_DECAY)
-    loss_fn = segmentation_loss_for(model)
+    loss_fn = build_loss(TrainConfig(), model)  # the default recipe's loss
     scaler = torch.amp.GradScaler("cuda", enabled=amp and x.device.type == "cuda")
     forward = maybe_compile(model.forward_with_aux, compile)
 

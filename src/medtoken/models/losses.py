@@ -15,8 +15,7 @@ for unused parameters (nnU-Net sets that weight to 1e-6 under DDP for the same r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,6 @@ __all__ = [
     "deep_supervision_weights",
     "dice_ce_loss",
     "downsample_target",
-    "segmentation_loss_for",
     "soft_dice_loss",
 ]
 
@@ -112,22 +110,3 @@ def deep_supervision_loss(outputs: Sequence[torch.Tensor], target: torch.Tensor,
     terms = [w * dice_ce_loss(o, downsample_target(target, s), batch_dice)
              for w, o, s in zip(weights, outputs, scales, strict=True)]
     return torch.stack(terms).sum()
-
-
-def _zero_loss(logits: torch.Tensor, _target: torch.Tensor) -> torch.Tensor:
-    return logits.new_zeros((), dtype=torch.float32)
-
-
-def segmentation_loss_for(model: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss the training loop adds to ``forward_with_aux``'s losses for ``model``.
-
-    MONAI's DiceCE (softmax, no background, batch Dice) on the logits, or zero for a model whose
-    ``computes_segmentation_loss`` says its auxiliary losses already hold the whole
-    segmentation loss (nnU-Net's deep supervision).
-    """
-    if getattr(model, "computes_segmentation_loss", False):
-        return _zero_loss
-    from monai.losses import DiceCELoss
-
-    return DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-

@@ -1,8 +1,10 @@
 """Segmentation losses of the training recipes, on logits ``(B, K, *S)`` and labels ``(B, 1, *S)``.
 
 A model whose ``computes_segmentation_loss`` is set (nnU-Net's deep supervision,
-:func:`medtoken.models.losses.segmentation_loss_for`) brings its whole segmentation loss in
-``forward_with_aux``'s losses; for it the recipe's ``loss`` is not used.
+:func:`medtoken.models.losses.deep_supervision_loss`) brings its whole segmentation loss in
+``forward_with_aux``'s losses; for it the recipe's ``loss`` is not used (:func:`build_loss`
+returns zero). The training loop, the memory probe and the benchmark's train step all take their
+loss from :func:`build_loss`.
 
 - ``dice_ce``: MONAI's ``DiceCELoss`` on the softmax (Dice and cross-entropy weighted 1:1; the
   ``loss_*`` fields of :class:`~medtoken.train.config.TrainConfig` set its Dice term).
@@ -71,13 +73,15 @@ class DiceFocalBCELoss(torch.nn.Module):
         return torch.stack(losses).mean()
 
 
+def _zero_loss(logits: torch.Tensor, _target: torch.Tensor) -> torch.Tensor:
+    return logits.new_zeros((), dtype=torch.float32)
+
+
 def build_loss(cfg: TrainConfig, model: Any = None) -> LossFn:
     """The segmentation loss ``cfg.loss`` with its ``loss_*`` settings, or the model's own
     (zero here) when ``model.computes_segmentation_loss``."""
     if getattr(model, "computes_segmentation_loss", False):
-        from medtoken.models.losses import segmentation_loss_for
-
-        return segmentation_loss_for(model)
+        return _zero_loss
     if cfg.loss == "dice_focal_bce":
         return DiceFocalBCELoss(cfg.loss_include_background, cfg.loss_batch, cfg.loss_smooth_nr,
                                 cfg.loss_smooth_dr)
