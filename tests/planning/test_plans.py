@@ -107,6 +107,9 @@ def test_labels_come_from_a_dataset_json_beside_an_nnunet_plans_file(tmp_path: P
     assert load_plan(path).labels == {0: "background", 1: "a"}
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "a"}}))
     assert load_plan(path).labels == {0: "background", 1: "a"}  # MSD's value -> name
+    content = read_plans(path)  # a dict read from the file, with the file as its source
+    assert load_plan(content, source=path).labels == {0: "background", 1: "a"}
+    assert load_plan(content).labels is None
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"a": "b"}}))
     with pytest.raises(InputError, match=r"dataset\.json: 'labels' must map values to names"):
         load_plan(path)

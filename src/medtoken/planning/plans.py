@@ -245,16 +245,20 @@ def _plan_axes(plans: Mapping[str, Any], dims: int,
     return axes, slice_axis, data_dims
 
 
-def load_plan(plans: PathLike | Mapping[str, Any], configuration: str = "3d_fullres"
-              ) -> NnunetPlan:
+def load_plan(plans: PathLike | Mapping[str, Any], configuration: str = "3d_fullres",
+              source: PathLike | None = None) -> NnunetPlan:
     """Read one configuration of a plans file (or dict) as a :class:`NnunetPlan`.
+
+    Args:
+        source: for a dict already read from a file, that file (named in errors; a
+            ``dataset.json`` beside it gives the labels, as when the file itself is passed).
 
     Raises:
         InputError: naming the plans file, when it is not a valid plans file or lacks
             ``configuration``.
     """
     if isinstance(plans, Mapping):
-        where, content = "<plans>", dict(plans)
+        where, content = ("<plans>" if source is None else str(source)), dict(plans)
     else:
         where, content = str(plans), read_plans(plans)
     config = _resolve(content["configurations"], configuration, where)

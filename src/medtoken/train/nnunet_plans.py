@@ -111,8 +111,9 @@ def _load(cfg: TrainConfig, info: DatasetInfo) -> tuple[NnunetPlan, dict[str, An
     nnU-Net's plans for the dataset (all its cases, as ``nnUNetv2_plan_and_preprocess`` plans
     them); checked against the dataset."""
     name = configuration_for(info.spatial_dims, cfg.configuration)
-    if cfg.plans:  # read from the file, so that a dataset.json beside it gives the labels
-        plans, plan = read_plans(Path(cfg.plans)), load_plan(cfg.plans, name)
+    if cfg.plans:  # the file named as the source: a dataset.json beside it gives the labels
+        plans = read_plans(Path(cfg.plans))
+        plan = load_plan(plans, name, source=cfg.plans)
     else:
         plans, _ = plan_dataset(info)
         plan = load_plan(plans, name)
