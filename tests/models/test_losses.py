@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from datetime import timedelta
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from medtoken.models.losses import (
+    batch_dice_over_ranks,
     deep_supervision_loss,
     deep_supervision_scales,
     deep_supervision_weights,
@@ -70,3 +75,48 @@ def test_soft_dice_perfect_prediction_is_minus_one() -> None:
     target = torch.tensor([[[[0, 1], [2, 1]]]])
     logits = torch.nn.functional.one_hot(target[:, 0], 3).permute(0, 3, 1, 2).float() * 100
     assert float(soft_dice_loss(logits, target, batch_dice=True)) == pytest.approx(-1.0)
+
+
+def _rank_loss_and_grad(rank: int, store: str, logits: torch.Tensor, target: torch.Tensor,
+                        pooled: bool, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    try:
+        part = logits[rank::2].clone().requires_grad_(True)  # this rank's half of the batch
+        with batch_dice_over_ranks() if pooled else nullcontext():
+            loss = soft_dice_loss(part, target[rank::2], batch_dice=True)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "grad": part.grad}, f"{out}{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_ddp_batch_dice_is_the_global_batchs(tmp_path: Path, pooled: bool) -> None:
+    """Two gloo ranks with half a batch each: inside batch_dice_over_ranks every rank's loss is
+    one process's loss on the whole batch, and the gradients (summed over ranks, as DDP's
+    average of the rank losses' world-size-scaled gradients gives) are its gradients;
+    outside, each rank pools its own half."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3, 5, 5, 5), torch.randint(0, 3, (4, 1, 5, 5, 5))
+    out = str(tmp_path / "rank")
+    torch.multiprocessing.start_processes(
+        _rank_loss_and_grad, args=(str(tmp_path / "store"), logits, target, pooled, out),
+        nprocs=2, join=True, start_method="fork")
+    ranks = [torch.load(f"{out}{r}.pt") for r in range(2)]
+    if not pooled:
+        for r, got in enumerate(ranks):
+            torch.testing.assert_close(got["loss"], soft_dice_loss(logits[r::2], target[r::2],
+                                                                   batch_dice=True))
+        return
+    whole = logits.clone().requires_grad_(True)
+    reference = soft_dice_loss(whole, target, batch_dice=True)
+    reference.backward()
+    assert whole.grad is not None
+    for r, got in enumerate(ranks):
+        torch.testing.assert_close(got["loss"], reference.detach())
+        # each rank's loss is the global one, so the reverse all-reduce sums 2 equal gradients;
+        # DDP then averages over the 2 ranks: the parameters see exactly whole.grad
+        torch.testing.assert_close(got["grad"] / 2, whole.grad[r::2])

@@ -8,6 +8,7 @@ hanging. The ``torchrun`` tests launch the real command line.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -41,6 +42,9 @@ RUN_FILES = {"config.yaml", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt
 UNET = ("unet3d", {"channels": [4, 8]})
 # BatchNorm in checkpointed blocks, and parameters without gradient (DDP must search for them)
 TMUNET = ("tmunet3d_test", {"mstm.unused_dwconv": True})
+NNUNET = ("nnunet", {})
+NEEDS_DNA = pytest.mark.skipif(importlib.util.find_spec("dynamic_network_architectures") is None,
+                               reason="needs dynamic_network_architectures (make setup)")
 TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
 
 
@@ -112,6 +116,8 @@ def _fit_and_digest(rank: int, cfg: TrainConfig, out: Path, overrides: dict[str,
 @pytest.mark.parametrize(("model", "overrides", "options"), [
     (*UNET, {"accumulate": 2}),
     pytest.param(*TMUNET, {"grad_checkpointing": True}, marks=pytest.mark.slow),
+    # nnU-Net's batch Dice summed over ranks in the step; the memory probe on rank 0 alone
+    pytest.param(*NNUNET, {"batch_size": 1, "roi_size": None}, marks=[pytest.mark.slow, NEEDS_DNA]),
 ])
 def test_two_ranks_stay_identical_and_only_rank0_writes(data: Path, tmp_path: Path, model: str,
                                                         overrides: dict[str, Any],
@@ -123,7 +129,8 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(data: Path, tmp_path: Pa
     assert results[0]["digest"] == results[1]["digest"]  # weights and buffers, after 4 steps
     assert results[0]["steps"] == results[1]["steps"] == 4
     assert results[0]["best"] == results[1]["best"]  # validation gathered on both ranks
-    assert {p.name for p in out.iterdir()} == RUN_FILES  # no rank-suffixed or stray files
+    plans = {"plans.json"} if model == "nnunet" else set()  # the plan the run trained from
+    assert {p.name for p in out.iterdir()} == RUN_FILES | plans  # no rank-suffixed/stray files
     state = load_checkpoint(out / "checkpoint_last.pt")
     assert _digest(state["model"]) == results[0]["digest"]
     assert not any(k.startswith("module.") or "_checkpoint_wrapped" in k for k in state["model"])

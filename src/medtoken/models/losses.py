@@ -7,20 +7,26 @@ weights 1 and 1, at each decoder resolution of the deep-supervision outputs. Res
 target of resolution ``i`` is the label map resized by nearest neighbour (``nearest-exact``) with
 the per-axis scale ``1/prod(strides[:i+1])`` (``DownsampleSegForDSTransform``).
 
-Differences from nnU-Net: under DDP nnU-Net all-gathers the batch Dice terms across ranks (here
-each rank's batch is pooled alone), and the zero-weight lowest resolution is multiplied by 0
-instead of skipped, so that its output layer receives a (zero) gradient and DDP needs no search
-for unused parameters (nnU-Net sets that weight to 1e-6 under DDP for the same reason).
+Under DDP with batch Dice the Dice terms are summed over all ranks before the ratio, as nnU-Net
+does (``AllGatherGrad``; here ``torch.distributed.nn.functional.all_reduce``, whose backward sums
+the gradients the same way), so the loss is that of the global batch: the DDP training step runs
+the forward inside :func:`batch_dice_over_ranks`. Difference from nnU-Net: the zero-weight
+lowest resolution is multiplied by 0 instead of skipped, so that its output layer receives a
+(zero) gradient and DDP needs no search for unused parameters (nnU-Net sets that weight to 1e-6
+under DDP for the same reason).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "batch_dice_over_ranks",
     "deep_supervision_loss",
     "deep_supervision_scales",
     "deep_supervision_weights",
@@ -32,6 +38,38 @@ __all__ = [
 DICE_SMOOTH = 1e-5
 
 
+_OVER_RANKS: ContextVar[bool] = ContextVar("batch_dice_over_ranks", default=False)
+
+
+@contextmanager
+def batch_dice_over_ranks() -> Iterator[None]:
+    """Inside, batch Dice terms are summed over the ranks of the process group (the DDP
+    training step, where every rank runs the same forward); outside (a memory probe on rank 0
+    alone, single-process runs) each process pools its own batch."""
+    token = _OVER_RANKS.set(True)
+    try:
+        yield
+    finally:
+        _OVER_RANKS.reset(token)
+
+
+def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the ranks of the default process group (autograd-aware) inside
+    :func:`batch_dice_over_ranks`; ``t`` itself otherwise or without a group of several."""
+    import torch.distributed as dist
+
+    if not (_OVER_RANKS.get() and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1):
+        return t
+    if not t.requires_grad:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t)
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool,
                    smooth: float = DICE_SMOOTH) -> torch.Tensor:
     """nnU-Net's ``MemoryEfficientSoftDiceLoss`` with softmax and ``do_bg=False``.
@@ -39,7 +77,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool,
     Args:
         logits: ``(B, K, *S)``.
         target: integer labels ``(B, 1, *S)``.
-        batch_dice: sum the terms over the batch before the ratio (else per sample).
+        batch_dice: sum the terms over the batch before the ratio (else per sample); under
+            DDP over the global batch of all ranks.
 
     Returns:
         ``-mean(dice)`` over foreground classes (and samples without ``batch_dice``).
@@ -54,7 +93,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool,
     intersect = (probs * onehot).sum(axes)
     sum_pred = probs.sum(axes)
     if batch_dice:
-        intersect, sum_pred, sum_gt = intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)
+        intersect, sum_pred, sum_gt = (_sum_over_ranks(t.sum(0))
+                                       for t in (intersect, sum_pred, sum_gt))
     dice = (2 * intersect + smooth) / torch.clip(sum_gt + sum_pred + smooth, 1e-8)
     return -dice.mean()
 

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from medtoken.models.losses import batch_dice_over_ranks
 from medtoken.utils.compile import maybe_compile
 from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
@@ -158,16 +159,19 @@ class TrainForward(nn.Module):
     """``(x, y) -> (logits, summed auxiliary loss)`` via ``forward_with_aux``.
 
     DDP only hooks gradients up through its own ``forward``, so the training step calls the
-    model through this module (wrapped in DDP when distributed).
+    model through this module (wrapped in DDP when distributed). With ``over_ranks`` the
+    forward's batch Dice terms (nnU-Net's deep-supervision loss) are summed over all ranks.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, over_ranks: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.over_ranks = over_ranks
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, C, *P)``, ``y (B, 1, *P)`` -> logits ``(B, K, *P)`` and a scalar."""
-        out = self.model.forward_with_aux(x, y)  # type: ignore[operator]
+        with batch_dice_over_ranks() if self.over_ranks else nullcontext():
+            out = self.model.forward_with_aux(x, y)  # type: ignore[operator]
         aux = sum(out.losses.values(), out.logits.new_zeros((), dtype=torch.float32))
         return out.logits, aux
 
@@ -180,7 +184,7 @@ def wrap_for_training(model: nn.Module, info: DistInfo, device: torch.device,
     ``find_unused_parameters`` follows the model's ``needs_unused_parameter_search`` (a
     per-step search of the autograd graph is costly, so it is never on by default).
     """
-    step = maybe_compile(TrainForward(model), compile)
+    step = maybe_compile(TrainForward(model, over_ranks=info.enabled), compile)
     if not info.enabled:
         return step
     return DistributedDataParallel(
