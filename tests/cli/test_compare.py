@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medtoken.cli.compare import parse_runs, steps_trained
+from medtoken.cli.compare import parse_runs, parse_summaries, steps_trained
 from medtoken.cli.main import main
 from medtoken.utils.errors import InputError
 
@@ -41,3 +41,14 @@ def test_a_run_without_final_validation_is_refused(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "summary.json: no such file" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_summaries_name_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_summaries(["a=s.json"], {"a", "b"}) == {"a": Path("s.json")}
+    with pytest.raises(InputError, match="one of the runs"):
+        parse_summaries(["c=s.json"], {"a", "b"})
+    run = _run_folder(tmp_path / "a")
+    code = main(["compare", "--runs", f"a={run}", "--summary", f"a={tmp_path / 'none.json'}",
+                 "--data", str(tmp_path), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "none.json: no such file" in err

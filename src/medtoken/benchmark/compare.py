@@ -10,7 +10,7 @@ after a warm-up) and its peak memory is measured in a fresh process
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,16 @@ def _memory(model: Any, data: Path, case_id: str, device: torch.device) -> float
 
 
 def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device: torch.device,
-                 cases: int = 4, warmup: int = 1) -> list[RunComparison]:
+                 cases: int = 4, warmup: int = 1,
+                 summaries: Mapping[str, Path] | None = None) -> list[RunComparison]:
     """Compare trained runs on the same whole cases.
 
     Args:
         runs: ``(name, run folder, optimiser steps trained)`` per model.
         data: the dataset the cases are read from (``cases`` of them, spread over its ids).
         cases: timed whole cases per model (interleaved, after ``warmup`` untimed ones).
+        summaries: run name -> the ``summary.json`` of ``medtoken evaluate`` to take its Dice
+            from, instead of the run's final validation (a run not finished yet).
 
     Returns:
         one :class:`RunComparison` per run, in order.
@@ -79,7 +82,8 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     times = time_interleaved(steps, warmup, len(volume.case_ids), device)
     rows = []
     for name, folder, trained in runs:
-        summary = read_json(Path(folder) / "validation" / "summary.json")
+        summary = read_json((summaries or {}).get(name, Path(folder) / "validation"
+                                                  / "summary.json"))
         rows.append(RunComparison(
             name, sum(p.numel() for p in models[name].parameters()), trained,
             float(summary["foreground_mean"]["Dice"]), summarize(times[name])["median"],

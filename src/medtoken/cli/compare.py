@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", required=True, nargs="+", metavar="NAME=RUN",
                    help="the trained runs (a run folder each, with its final validation), "
                    "the baseline last; NAME labels the run in the table and picture")
+    p.add_argument("--summary", nargs="+", default=[], metavar="NAME=summary.json",
+                   help="take run NAME's Dice from this summary.json of medtoken evaluate "
+                   "instead of its final validation (for a run that has not finished)")
     p.add_argument("--data", required=True,
                    help="dataset whose cases are timed (the runs' channels and dimensionality)")
     p.add_argument("--cases", type=int, default=4,
@@ -39,6 +42,18 @@ def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
     return runs
 
 
+def parse_summaries(items: list[str], names: set[str]) -> dict[str, Path]:
+    """``NAME=summary.json`` items for runs named in ``--runs``."""
+    summaries = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in names:
+            raise InputError("--summary", f"'{item}' is not NAME=summary.json with NAME one of "
+                             f"the runs ({', '.join(sorted(names))})")
+        summaries[name] = Path(path)
+    return summaries
+
+
 def steps_trained(run_dir: Path) -> int:
     """The last optimiser step in the run's ``log.csv``."""
     log = run_dir / "log.csv"
@@ -56,15 +71,17 @@ def run(args: argparse.Namespace) -> int:
     from medtoken.utils.device import resolve_device
 
     runs = parse_runs(args.runs)
-    for _, folder in runs:
-        summary = folder / "validation" / "summary.json"
+    summaries = parse_summaries(args.summary, {name for name, _ in runs})
+    for name, folder in runs:
+        summary = summaries.get(name, folder / "validation" / "summary.json")
         if not summary.is_file():
             raise InputError(summary, "no such file (the run has not finished its final "
-                             "validation)")
+                             "validation; --summary gives another)")
     if args.cases < 1:
         raise InputError("--cases", f"must be at least 1, got {args.cases}")
     rows = compare_runs([(name, folder, steps_trained(folder)) for name, folder in runs],
-                        args.data, resolve_device(args.device), cases=args.cases)
+                        args.data, resolve_device(args.device), cases=args.cases,
+                        summaries=summaries)
     print(comparison_table(rows))
     for path in write_comparison(rows, Path(args.out), title=args.title):
         print(f"wrote {path}")
