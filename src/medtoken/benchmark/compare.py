@@ -20,13 +20,13 @@ import torch
 from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
 from medtoken.benchmark.workload import build_workload, load_volume_cases
 from medtoken.config import to_dict
-from medtoken.plots.pareto import ParetoPoint, plot_pareto
+from medtoken.plots.pareto import ParetoPoint, plot_pareto, summary_dice
 from medtoken.utils.atomic import atomic_write_text
-from medtoken.utils.jsonio import nan_to_none, read_json
+from medtoken.utils.jsonio import nan_to_none
 from medtoken.utils.timing import summarize, time_interleaved
 
 __all__ = ["RunComparison", "compare_runs", "comparison_table", "pareto_points",
-           "write_comparison"]
+           "run_summary", "write_comparison"]
 
 SW_BATCH_SIZE = 2  # medtoken predict's sliding-window batch
 
@@ -69,6 +69,8 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     """
     from medtoken.models.checkpoint import load_model_checkpoint
 
+    dices = {name: summary_dice((summaries or {}).get(name, run_summary(folder)))
+             for name, folder, _ in runs}  # bad summaries fail before anything is timed
     models = {name: load_model_checkpoint(folder, device=device).model for name, folder, _ in runs}
     first = next(iter(models.values()))
     volume = load_volume_cases(data, cases, first.in_channels, first.spatial_dims)
@@ -81,13 +83,10 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
                                      device, cases=volume).step
     times = time_interleaved(steps, warmup, len(volume.case_ids), device)
     rows = []
-    for name, folder, trained in runs:
-        summary = read_json((summaries or {}).get(name, Path(folder) / "validation"
-                                                  / "summary.json"))
+    for name, _, trained in runs:
         rows.append(RunComparison(
             name, sum(p.numel() for p in models[name].parameters()), trained,
-            float(summary["foreground_mean"]["Dice"]), summarize(times[name])["median"],
-            memory[name]))
+            dices[name], summarize(times[name])["median"], memory[name]))
     return rows
 
 
@@ -104,6 +103,11 @@ def comparison_table(rows: Sequence[RunComparison]) -> str:
                      f"| {r.steps} | {r.dice:.4f} | {r.case_ms:.0f} | {mem} "
                      f"| {r.case_ms / base.case_ms:.2f} | {mem_ratio} |")
     return "\n".join(lines)
+
+
+def run_summary(run_dir: str | Path) -> Path:
+    """The ``summary.json`` of a run's final validation."""
+    return Path(run_dir) / "validation" / "summary.json"
 
 
 def pareto_points(rows: Sequence[RunComparison]) -> list[ParetoPoint]:

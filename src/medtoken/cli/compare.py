@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from medtoken.cli.options import add_out
+from medtoken.cli.options import add_out, parse_named
 from medtoken.utils.errors import InputError
 
 
@@ -14,9 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", required=True, nargs="+", metavar="NAME=RUN",
                    help="the trained runs (a run folder each, with its final validation), "
                    "the baseline last; NAME labels the run in the table and picture")
-    p.add_argument("--summary", nargs="+", default=[], metavar="NAME=summary.json",
+    p.add_argument("--summaries", nargs="+", default=[], metavar="NAME=summary.json",
                    help="take run NAME's Dice from this summary.json of medtoken evaluate "
-                   "instead of its final validation (for a run that has not finished)")
+                   "instead of its final validation (e.g. a run that has not finished)")
     p.add_argument("--data", required=True,
                    help="dataset whose cases are timed (the runs' channels and dimensionality)")
     p.add_argument("--cases", type=int, default=4,
@@ -28,29 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
-    """``NAME=RUN`` items as ``(name, folder)``; a bare ``RUN`` is named by its folder."""
-    runs = []
-    for item in items:
-        name, sep, folder = item.rpartition("=")
-        path = Path(folder if sep else item)
-        name = name if sep else path.name
-        if not name or not path.is_dir():
-            raise InputError("--runs", f"'{item}' is not NAME=RUN with RUN a run folder")
-        runs.append((name, path))
-    if len({name for name, _ in runs}) != len(runs):
-        raise InputError("--runs", "two runs have the same name")
+    """``NAME=RUN`` items as ``(name, folder)``."""
+    runs = [(name, Path(folder))
+            for name, folder in parse_named(items, "--runs", "RUN").items()]
+    for name, folder in runs:
+        if not folder.is_dir():
+            raise InputError("--runs", f"{name}={folder}: no such run folder")
     return runs
 
 
 def parse_summaries(items: list[str], names: set[str]) -> dict[str, Path]:
     """``NAME=summary.json`` items for runs named in ``--runs``."""
-    summaries = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or name not in names:
-            raise InputError("--summary", f"'{item}' is not NAME=summary.json with NAME one of "
-                             f"the runs ({', '.join(sorted(names))})")
-        summaries[name] = Path(path)
+    summaries = {name: Path(path)
+                 for name, path in parse_named(items, "--summaries", "summary.json").items()}
+    for name in summaries:
+        if name not in names:
+            raise InputError("--summaries", f"'{name}' is none of the runs "
+                             f"({', '.join(sorted(names))})")
     return summaries
 
 
@@ -61,26 +55,34 @@ def steps_trained(run_dir: Path) -> int:
         raise InputError(log, "no such file (is this a medtoken run folder?)")
     with log.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or "step" not in rows[-1]:
-        raise InputError(log, "has no training rows with a 'step' column")
-    return int(rows[-1]["step"])
+    try:
+        return int(rows[-1]["step"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise InputError(log, "has no training row with a numeric 'step'") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from medtoken.benchmark.compare import compare_runs, comparison_table, write_comparison
+    from medtoken.benchmark.compare import (
+        compare_runs,
+        comparison_table,
+        run_summary,
+        write_comparison,
+    )
+    from medtoken.plots.pareto import summary_dice
     from medtoken.utils.device import resolve_device
 
-    runs = parse_runs(args.runs)
-    summaries = parse_summaries(args.summary, {name for name, _ in runs})
-    for name, folder in runs:
-        summary = summaries.get(name, folder / "validation" / "summary.json")
-        if not summary.is_file():
-            raise InputError(summary, "no such file (the run has not finished its final "
-                             "validation; --summary gives another)")
     if args.cases < 1:
         raise InputError("--cases", f"must be at least 1, got {args.cases}")
-    rows = compare_runs([(name, folder, steps_trained(folder)) for name, folder in runs],
-                        args.data, resolve_device(args.device), cases=args.cases,
+    runs = parse_runs(args.runs)
+    summaries = parse_summaries(args.summaries, {name for name, _ in runs})
+    for name, folder in runs:  # every input checked before anything is loaded or timed
+        summary = summaries.get(name, run_summary(folder))
+        if not summary.is_file():
+            raise InputError(summary, "no such file (the run has not finished its final "
+                             "validation: `medtoken train ... --val`, or --summaries)")
+        summary_dice(summary)
+    steps = [(name, folder, steps_trained(folder)) for name, folder in runs]
+    rows = compare_runs(steps, args.data, resolve_device(args.device), cases=args.cases,
                         summaries=summaries)
     print(comparison_table(rows))
     for path in write_comparison(rows, Path(args.out), title=args.title):

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from medtoken.utils.deprecation import warn_renamed
+from medtoken.utils.errors import InputError
 
-__all__ = ["add_out", "add_renamed", "add_spacing"]
+__all__ = ["add_out", "add_renamed", "add_spacing", "parse_named"]
 
 
 class _RenamedStore(argparse._StoreAction):
@@ -65,3 +66,22 @@ def add_spacing(p: argparse.ArgumentParser, default: str | None, help_default: s
         help="resample to the target spacing: plan (the nnU-Net plan's, or the one the model "
         "was trained at), native (none: each case's own) or X,Y,Z mm per array axis (default: "
         f"{help_default}); outputs keep the input's geometry")
+
+
+def parse_named(items: Sequence[str], option: str, what: str) -> dict[str, str]:
+    """``NAME=VALUE`` items (``plot pareto --summaries``, ``compare --runs/--summaries``) as a
+    dict, split at the last ``=`` (a name may be a model spec such as ``unet3d:channels=[4,8]``,
+    a value is a path).
+
+    Raises:
+        InputError: an item that is not ``NAME=VALUE``, or a name given twice.
+    """
+    named: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name or not value:
+            raise InputError(option, f"expected NAME={what}, got '{item}'")
+        if name in named:
+            raise InputError(option, f"'{name}' is given twice")
+        named[name] = value
+    return named

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from medtoken.cli.options import add_out
+from medtoken.cli.options import add_out, parse_named
 from medtoken.plots.pareto import AXES
 from medtoken.utils.errors import InputError
 
@@ -65,7 +65,8 @@ def _add_pareto(p: argparse.ArgumentParser) -> None:
                    help="use the benchmark records of this mode (when results.json has several)")
     p.add_argument("--x", nargs="+", choices=AXES, metavar="AXIS",
                    help="cost axes, one panel each: throughput, latency, memory (default: "
-                   "latency and memory for whole-case volume records, else throughput)")
+                   "latency and memory when every record is a whole-case volume record with "
+                   "both measured, else throughput)")
     p.add_argument("--title", default="", help="title of the picture")
     _add_out(p)
 
@@ -73,12 +74,7 @@ def _add_pareto(p: argparse.ArgumentParser) -> None:
 def _run_pareto(args: argparse.Namespace) -> str:
     from medtoken.plots.pareto import load_pareto_points, plot_pareto
 
-    summaries = {}
-    for item in args.summaries:
-        name, sep, path = item.rpartition("=")
-        if not sep or not name or not path:
-            raise InputError("--summaries", f"expected NAME=summary.json, got '{item}'")
-        summaries[name] = path
+    summaries = parse_named(args.summaries, "--summaries", "summary.json")
     points = load_pareto_points(args.results, summaries, mode=args.mode)
     return str(plot_pareto(points, args.out, title=args.title, axes=args.x))
 

@@ -57,6 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training step (inductor; the first step compiles)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--val", action="store_true",
+                   help="do not train: predict the fold's validation cases with the best "
+                   "checkpoint of the run in --out into OUT/validation/ with its summary.json "
+                   "(nnU-Net's --val; e.g. for a run stopped before its end)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--force-memory", action="store_true",
                    help="train even when the estimated peak memory exceeds what is available")
@@ -125,7 +129,7 @@ def check_fold_runs(runs: list[tuple[str, Path]], data: str, resume: bool,
 def run(args: argparse.Namespace) -> int:
     train_cfg, model_overrides = build_train_config(args)
     runs = fold_runs([str(f) for f in args.fold], args.out)
-    if len(runs) > 1:  # one fold: fit checks the same before it writes anything
+    if len(runs) > 1 and not args.val:  # one fold: fit checks the same before writing
         check_fold_runs(runs, args.data, args.resume, args.overwrite)
     for fold, out in runs:
         code = _train_one(replace(train_cfg, fold=fold), model_overrides, out, args)
@@ -136,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_one(train_cfg: TrainConfig, model_overrides: dict[str, object], out: Path,
                args: argparse.Namespace) -> int:
+    if args.val:
+        from medtoken.train.final_validation import validate_run
+
+        summary = validate_run(out, train_cfg.data, train_cfg.fold)
+        print(f"validated {out} (fold {train_cfg.fold}, {summary['num_cases']} cases): "
+              f"foreground mean Dice {summary['foreground_mean']['Dice']:.4f}")
+        return 0
     from medtoken.train.fit import fit
 
     result = fit(train_cfg, out, model_overrides, device=args.device, resume=args.resume,

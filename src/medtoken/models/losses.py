@@ -58,8 +58,9 @@ def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
     :func:`batch_dice_over_ranks`; ``t`` itself otherwise or without a group of several."""
     import torch.distributed as dist
 
-    if not (_OVER_RANKS.get() and dist.is_available() and dist.is_initialized()
-            and dist.get_world_size() > 1):
+    # the process group first: single-process runs (compiled ones too) never read the flag
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+            and _OVER_RANKS.get()):
         return t
     if not t.requires_grad:
         t = t.clone()

@@ -18,7 +18,7 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json
 
 __all__ = ["AXES", "ParetoPoint", "default_axes", "load_pareto_points", "pareto_front",
-           "plot_pareto"]
+           "plot_pareto", "summary_dice"]
 
 LOG_SCALE_RATIO = 20  # use a log cost axis when the largest is this many times the smallest
 AXES = ("throughput", "latency", "memory")  # the cost axes a panel can show
@@ -31,7 +31,8 @@ class ParetoPoint:
     Attributes:
         mode: the benchmark mode of the throughput (``volume``: cases/s, else items/s).
         latency_ms: median time of one benchmark step (``volume``: one whole case).
-        peak_mem_mb: peak memory above the idle process (MiB), when measured.
+        peak_mem_mb: peak memory (MiB) when measured: on CPU the process's peak RSS above its
+            idle RSS, on CUDA the peak allocated GPU memory.
     """
 
     name: str
@@ -56,6 +57,22 @@ def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise InputError(path, f"no such file ({what})")
     return read_json(path)
+
+
+def summary_dice(path: str | Path) -> float:
+    """The foreground mean Dice of a ``summary.json`` of ``medtoken evaluate`` (NaN for
+    ``null``).
+
+    Raises:
+        InputError: the file is missing or holds no ``foreground_mean.Dice``.
+    """
+    summary = _read_json(Path(path), "evaluation summary.json")
+    try:
+        value = summary["foreground_mean"]["Dice"]
+        return math.nan if value is None else float(value)
+    except (KeyError, TypeError, ValueError):
+        raise InputError(path, "has no foreground_mean.Dice (is it a summary.json of medtoken "
+                         "evaluate?)") from None
 
 
 def _canonical(name: str) -> str:
@@ -102,12 +119,7 @@ def load_pareto_points(results: str | Path, summaries: Mapping[str, str | Path],
     points = []
     for name, summary_path in summaries.items():
         record = _find_record(records, name, mode, results)
-        summary = _read_json(Path(summary_path), "evaluation summary.json")
-        try:
-            dice = float(summary["foreground_mean"]["Dice"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(summary_path, "has no foreground_mean.Dice (is it a summary.json "
-                             "of medtoken evaluate?)") from None
+        dice = summary_dice(summary_path)
         latency = record.get("latency_ms")
         memory = record.get("peak_mem_mb")
         points.append(ParetoPoint(
@@ -149,7 +161,7 @@ def _axis_label(axis: str, modes: list[str]) -> str:
     if axis == "latency":
         what = "whole-case time" if volume else "latency per step"
         return f"{what} (s, median; lower is faster)"
-    return "peak memory above the idle process (MiB, lower is better)"
+    return "peak memory (MiB; CPU: RSS above the idle process; lower is better)"
 
 
 def _panel(ax: Any, points: Sequence[ParetoPoint], axis: str, modes: list[str]) -> None:

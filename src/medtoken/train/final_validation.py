@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from medtoken.data.datasets import DatasetInfo
+import yaml
+
+from medtoken.data.datasets import DatasetInfo, load_dataset
+from medtoken.data.splits import get_fold
 from medtoken.inference.predict import predict_cases
 from medtoken.metrics.evaluate import evaluate_pairs
 from medtoken.models.checkpoint import load_model_checkpoint
 from medtoken.train.run_folder import RunFolder
 from medtoken.utils.errors import InputError
 
-__all__ = ["final_validation"]
+__all__ = ["final_validation", "validate_run"]
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +45,25 @@ def final_validation(run: RunFolder, info: DatasetInfo, val_ids: Sequence[str],
     log.info("validation (%d cases, %s): foreground mean Dice %.4f", len(pairs),
              loaded.path.name, summary["foreground_mean"]["Dice"])
     return summary
+
+
+def validate_run(root: str | Path, data: str | Path, fold: str) -> dict[str, Any]:
+    """``train --val``: :func:`final_validation` of an existing run without training (nnU-Net's
+    ``--val``), e.g. of a run stopped before its end; the run must be of ``fold``.
+
+    Raises:
+        InputError: no best checkpoint in ``root``, a run of another fold, or a fold without
+            validation cases.
+    """
+    run = RunFolder(root)
+    if not run.best.is_file():
+        raise InputError(run.best, "no such file (--val validates a run's best checkpoint)")
+    stored = str((yaml.safe_load(run.config.read_text()) or {}).get("train", {}).get("fold")
+                 if run.config.is_file() else fold)
+    if stored != str(fold):
+        raise InputError("--fold", f"{run.root} is a run of fold {stored}, not {fold}")
+    info = load_dataset(data)
+    _, val_ids = get_fold(info, fold)
+    if not val_ids:
+        raise InputError("--fold", f"fold {fold} has no validation cases")
+    return final_validation(run, info, val_ids)
