@@ -1,4 +1,4 @@
-"""Whole-case predict time and peak RSS against the volume size, one line per model.
+"""Whole-case predict time and peak RSS against the volume size, one line per model and window.
 
 Reads the ``results.json`` of several ``medtoken benchmark --mode volume --volume-size ...`` runs
 (one per size) and draws docs/img/bench_volume_sizes.png::
@@ -22,8 +22,10 @@ def main(out: str, runs: list[str]) -> None:
     for run in runs:
         for record in json.loads((Path(run) / "results.json").read_text()):
             voxels = math.prod(record["case_shapes"][0])
-            lines[record["spec"]].append((voxels / 1e6, record["latency_ms"]["median"] / 1e3,
-                                          record["peak_rss_mb"] / 1024))
+            window = "×".join(str(n) for n in record["input_size"][2:])
+            lines[f"{record['model']} ({window})"].append(
+                (voxels / 1e6, record["latency_ms"]["median"] / 1e3,
+                 record["peak_rss_mb"] / 1024))
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for spec, points in lines.items():
@@ -38,7 +40,7 @@ def main(out: str, runs: list[str]) -> None:
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle("whole-case prediction, slab stitching, 96³ windows, 1 CPU thread")
+    fig.suptitle("whole-case prediction, slab stitching, batch of 2 windows, 1 CPU thread")
     fig.tight_layout()
     save_figure(fig, out)
 
