@@ -10,11 +10,12 @@ from medtoken.benchmark.compare import RunComparison, compare_runs, comparison_t
 
 
 def test_table_ratios_are_to_the_last_row() -> None:
-    rows = [RunComparison("tok", 2_000_000, 80, 0.61, 50.0, 300.0),
+    rows = [RunComparison("tok", 2_000_000, 80, 0.61, 50.0, 300.0, 2.5, 0.9),
             RunComparison("dense", 1_000_000, 200, 0.7, 100.0, 600.0)]
     table = comparison_table(rows).splitlines()
-    assert table[2] == "| `tok` | 2.00 | 80 | 0.6100 | 50 | 300 | 0.50 | 0.50 |"
+    assert table[2] == "| `tok` | 2.00 | 80 | 0.6100 | 2.50 | 0.900 | 50 | 300 | 0.50 | 0.50 |"
     assert table[3].startswith("| `dense` (baseline) |") and table[3].endswith("| 1.00 | 1.00 |")
+    assert "| 0.7000 | – | – |" in table[3]  # no HD95 / NSD in its summary
     no_memory = [RunComparison("a", 1, 1, 0.5, 10.0, None), rows[1]]
     assert comparison_table(no_memory).splitlines()[2].endswith("| – | 0.10 | – |")
 
@@ -53,5 +54,5 @@ def test_write_comparison_writes_table_records_and_picture(tmp_path: Path) -> No
     assert table.read_text().startswith("# pair\n\n| model |")
     assert json.loads(records.read_text())[1] == {
         "name": "dense", "params": 1_000_000, "steps": 200, "dice": None, "case_ms": 100.0,
-        "peak_mem_mb": 600.0}
+        "peak_mem_mb": 600.0, "hd95_mm": None, "nsd": None}
     assert_real_png(picture)

@@ -20,7 +20,7 @@ import torch
 from medtoken.benchmark.memory import MemoryJob, measure_peak_memory
 from medtoken.benchmark.workload import build_workload, load_volume_cases
 from medtoken.config import to_dict
-from medtoken.plots.pareto import ParetoPoint, plot_pareto, summary_dice
+from medtoken.plots.pareto import ParetoPoint, plot_pareto, summary_scores
 from medtoken.utils.atomic import atomic_write_text
 from medtoken.utils.jsonio import nan_to_none
 from medtoken.utils.timing import summarize, time_interleaved
@@ -41,6 +41,8 @@ class RunComparison:
     dice: float
     case_ms: float
     peak_mem_mb: float | None
+    hd95_mm: float | None = None
+    nsd: float | None = None
 
 
 def _memory(model: Any, data: Path, case_id: str, device: torch.device) -> float | None:
@@ -69,8 +71,8 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     """
     from medtoken.models.checkpoint import load_model_checkpoint
 
-    dices = {name: summary_dice((summaries or {}).get(name, run_summary(folder)))
-             for name, folder, _ in runs}  # bad summaries fail before anything is timed
+    scores = {name: summary_scores((summaries or {}).get(name, run_summary(folder)))
+              for name, folder, _ in runs}  # bad summaries fail before anything is timed
     models = {name: load_model_checkpoint(folder, device=device).model for name, folder, _ in runs}
     first = next(iter(models.values()))
     volume = load_volume_cases(data, cases, first.in_channels, first.spatial_dims)
@@ -86,21 +88,28 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     for name, _, trained in runs:
         rows.append(RunComparison(
             name, sum(p.numel() for p in models[name].parameters()), trained,
-            dices[name], summarize(times[name])["median"], memory[name]))
+            scores[name].dice, summarize(times[name])["median"], memory[name],
+            scores[name].hd95_mm, scores[name].nsd))
     return rows
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
 
 
 def comparison_table(rows: Sequence[RunComparison]) -> str:
     """A Markdown table of the rows, with each model's ratios to the last row (the baseline)."""
     base = rows[-1]
-    lines = ["| model | params M | steps | val mean fg Dice | whole-case ms (median) | "
-             "peak MB | time × | memory × |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | params M | steps | val mean fg Dice | HD95 mm | NSD | "
+             "whole-case ms (median) | peak MB | time × | memory × |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        mem = "–" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}"
+        mem = _fmt(r.peak_mem_mb, ".0f")
         mem_ratio = ("–" if r.peak_mem_mb is None or not base.peak_mem_mb
                      else f"{r.peak_mem_mb / base.peak_mem_mb:.2f}")
         lines.append(f"| `{r.name}`{' (baseline)' if r is base else ''} | {r.params / 1e6:.2f} "
-                     f"| {r.steps} | {r.dice:.4f} | {r.case_ms:.0f} | {mem} "
+                     f"| {r.steps} | {r.dice:.4f} | {_fmt(r.hd95_mm, '.2f')} "
+                     f"| {_fmt(r.nsd, '.3f')} | {r.case_ms:.0f} | {mem} "
                      f"| {r.case_ms / base.case_ms:.2f} | {mem_ratio} |")
     return "\n".join(lines)
 

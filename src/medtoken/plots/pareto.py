@@ -11,14 +11,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from medtoken.plots.charts import pyplot, save_figure
 from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json
 
-__all__ = ["AXES", "ParetoPoint", "default_axes", "load_pareto_points", "pareto_front",
-           "plot_pareto", "summary_dice"]
+__all__ = ["AXES", "ParetoPoint", "SummaryScores", "default_axes", "load_pareto_points",
+           "pareto_front", "plot_pareto", "summary_dice", "summary_scores"]
 
 LOG_SCALE_RATIO = 20  # use a log cost axis when the largest is this many times the smallest
 AXES = ("throughput", "latency", "memory")  # the cost axes a panel can show
@@ -59,20 +59,34 @@ def _read_json(path: Path, what: str) -> Any:
     return read_json(path)
 
 
-def summary_dice(path: str | Path) -> float:
-    """The foreground mean Dice of a ``summary.json`` of ``medtoken evaluate`` (NaN for
-    ``null``).
+class SummaryScores(NamedTuple):
+    """The foreground means of a ``summary.json`` of ``medtoken evaluate``."""
+
+    dice: float  # NaN when the file says null
+    hd95_mm: float | None  # None when the file has no such key
+    nsd: float | None
+
+
+def summary_scores(path: str | Path) -> SummaryScores:
+    """Dice, HD95 and NSD of the foreground mean of a ``summary.json`` of ``medtoken evaluate``.
 
     Raises:
         InputError: the file is missing or holds no ``foreground_mean.Dice``.
     """
     summary = _read_json(Path(path), "evaluation summary.json")
     try:
-        value = summary["foreground_mean"]["Dice"]
-        return math.nan if value is None else float(value)
-    except (KeyError, TypeError, ValueError):
+        mean = summary["foreground_mean"]
+        dice = math.nan if mean["Dice"] is None else float(mean["Dice"])
+        hd95, nsd = (None if mean.get(k) is None else float(mean[k]) for k in ("HD95_mm", "NSD"))
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(path, "has no foreground_mean.Dice (is it a summary.json of medtoken "
                          "evaluate?)") from None
+    return SummaryScores(dice, hd95, nsd)
+
+
+def summary_dice(path: str | Path) -> float:
+    """The foreground mean Dice of a ``summary.json`` (see :func:`summary_scores`)."""
+    return summary_scores(path).dice
 
 
 def _canonical(name: str) -> str:
