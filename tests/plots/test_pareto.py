@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from medtoken.plots.pareto import (
     load_pareto_points,
     pareto_front,
     plot_pareto,
+    summary_scores,
 )
 from medtoken.utils.errors import InputError
 from tests.plots.test_charts import assert_real_png
@@ -138,3 +140,15 @@ def _width(png: Path) -> int:
 
     with Image.open(png) as image:
         return image.width
+
+
+def test_summary_scores_read_dice_hd95_and_nsd(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"foreground_mean": {"Dice": None, "HD95_mm": 2.5, "NSD": None}}))
+    scores = summary_scores(path)
+    assert math.isnan(scores.dice) and scores.hd95_mm == 2.5 and scores.nsd is None
+    path.write_text(json.dumps({"foreground_mean": {"Dice": 0.8}}))
+    assert summary_scores(path) == (0.8, None, None)
+    path.write_text(json.dumps({"foreground_mean": 3}))
+    with pytest.raises(InputError, match=r"foreground_mean\.Dice"):
+        summary_scores(path)
