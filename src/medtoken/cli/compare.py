@@ -68,19 +68,17 @@ def run(args: argparse.Namespace) -> int:
         run_summary,
         write_comparison,
     )
-    from medtoken.plots.pareto import summary_dice
     from medtoken.utils.device import resolve_device
 
     if args.cases < 1:
         raise InputError("--cases", f"must be at least 1, got {args.cases}")
     runs = parse_runs(args.runs)
     summaries = parse_summaries(args.summaries, {name for name, _ in runs})
-    for name, folder in runs:  # every input checked before anything is loaded or timed
+    for name, folder in runs:  # compare_runs reads them before it loads or times a model
         summary = summaries.get(name, run_summary(folder))
         if not summary.is_file():
             raise InputError(summary, "no such file (the run has not finished its final "
                              "validation: `medtoken train ... --val`, or --summaries)")
-        summary_dice(summary)
     steps = [(name, folder, steps_trained(folder)) for name, folder in runs]
     rows = compare_runs(steps, args.data, resolve_device(args.device), cases=args.cases,
                         summaries=summaries)

@@ -18,7 +18,7 @@ from medtoken.utils.errors import InputError
 from medtoken.utils.jsonio import read_json
 
 __all__ = ["AXES", "ParetoPoint", "SummaryScores", "default_axes", "load_pareto_points",
-           "pareto_front", "plot_pareto", "summary_dice", "summary_scores"]
+           "pareto_front", "plot_pareto", "summary_scores"]
 
 LOG_SCALE_RATIO = 20  # use a log cost axis when the largest is this many times the smallest
 AXES = ("throughput", "latency", "memory")  # the cost axes a panel can show
@@ -84,11 +84,6 @@ def summary_scores(path: str | Path) -> SummaryScores:
     return SummaryScores(dice, hd95, nsd)
 
 
-def summary_dice(path: str | Path) -> float:
-    """The foreground mean Dice of a ``summary.json`` (see :func:`summary_scores`)."""
-    return summary_scores(path).dice
-
-
 def _canonical(name: str) -> str:
     """``unet3d:channels=[4,8]`` spelled as benchmark records spell specs (``[4, 8]``)."""
     from medtoken.config import parse_spec
@@ -133,7 +128,7 @@ def load_pareto_points(results: str | Path, summaries: Mapping[str, str | Path],
     points = []
     for name, summary_path in summaries.items():
         record = _find_record(records, name, mode, results)
-        dice = summary_dice(summary_path)
+        dice = summary_scores(summary_path).dice
         latency = record.get("latency_ms")
         memory = record.get("peak_mem_mb")
         points.append(ParetoPoint(
