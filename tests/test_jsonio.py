@@ -39,3 +39,8 @@ def test_nan_to_none_reaches_nested_values() -> None:
 
     value = {"a": float("nan"), "b": [1.0, (float("nan"), "x")], "c": {"d": 2}}
     assert nan_to_none(value) == {"a": None, "b": [1.0, [None, "x"]], "c": {"d": 2}}
+
+
+def test_missing_file_named_by_what(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope.json: no such file \(thing.json\)"):
+        read_json_object(tmp_path / "nope.json", "thing.json")

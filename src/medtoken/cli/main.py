@@ -67,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                            format="%(message)s", stream=sys.stderr, force=True)
+        # medtoken's own messages at INFO; other libraries' INFO chatter (numexpr's thread
+        # count, ...) stays below the root logger's WARNING
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr,
+                            force=True)
+        logging.getLogger("medtoken").setLevel(logging.WARNING if args.quiet else logging.INFO)
         code = int(args.run(args))
         sys.stdout.flush()  # a closed pipe fails here, inside the error contract
         return code

@@ -53,12 +53,6 @@ class ParetoPoint:
         raise ValueError(f"unknown axis '{axis}' (expected one of {', '.join(AXES)})")
 
 
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise InputError(path, f"no such file ({what})")
-    return read_json(path)
-
-
 class SummaryScores(NamedTuple):
     """The foreground means of a ``summary.json`` of ``medtoken evaluate``."""
 
@@ -73,7 +67,7 @@ def summary_scores(path: str | Path) -> SummaryScores:
     Raises:
         InputError: the file is missing or holds no ``foreground_mean.Dice``.
     """
-    summary = _read_json(Path(path), "evaluation summary.json")
+    summary = read_json(path, "evaluation summary.json")
     try:
         mean = summary["foreground_mean"]
         dice = math.nan if mean["Dice"] is None else float(mean["Dice"])
@@ -122,7 +116,7 @@ def load_pareto_points(results: str | Path, summaries: Mapping[str, str | Path],
         mode: only consider records of this benchmark mode.
     """
     results = Path(results)
-    records = _read_json(results, "benchmark results.json")
+    records = read_json(results, "benchmark results.json")
     if not isinstance(records, list) or not records:
         raise InputError(results, "expected a non-empty list of benchmark records")
     points = []

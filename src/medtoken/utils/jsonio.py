@@ -12,13 +12,16 @@ from medtoken.utils.errors import InputError
 __all__ = ["nan_to_none", "read_json", "read_json_object"]
 
 
-def read_json(path: str | Path) -> Any:
-    """The parsed content of ``path``.
+def read_json(path: str | Path, what: str | None = None) -> Any:
+    """The parsed content of ``path`` (``what`` names the file in the error when it is missing).
 
     Raises:
-        InputError: at ``path``, when it cannot be read, is not UTF-8 or is not valid JSON.
+        InputError: at ``path``, when it does not exist, cannot be read, is not UTF-8 or is not
+            valid JSON.
     """
     path = Path(path)
+    if what is not None and not path.is_file():
+        raise InputError(path, f"no such file ({what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -27,7 +30,7 @@ def read_json(path: str | Path) -> Any:
 
 def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     """:func:`read_json` of a file that must hold one JSON object (``what`` names it)."""
-    data = read_json(path)
+    data = read_json(path, what)
     if not isinstance(data, dict):
         raise InputError(path, f"{what} must hold a JSON object")
     return data
