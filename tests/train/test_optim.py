@@ -96,3 +96,39 @@ def test_layer_decay_scales_the_schedule_per_group() -> None:
     assert scales[0] == 1.0 and scales[-1] == pytest.approx(0.5 ** (depth + 1))
     for group in opt.param_groups:
         assert group["lr"] == pytest.approx(sched.lr() * group["lr_scale"])
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_fused_on_cpu_takes_the_same_steps_as_the_per_tensor_loop(name: str) -> None:
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    loop_model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, 0.01, 0.1, name=name)
+    assert all(g["fused"] for g in fused.param_groups)
+    loop = build_optimizer(loop_model, 0.01, 0.1, name=name)
+    for group in loop.param_groups:
+        group["fused"] = None  # PyTorch's own default on the CPU: a loop over the tensors
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_loading_a_per_tensor_loop_state_keeps_the_fused_kernels() -> None:
+    from medtoken.train.optim import load_optimizer_state
+
+    model = torch.nn.Linear(2, 2)
+    old = build_optimizer(model, 0.1, 0.0)
+    for group in old.param_groups:
+        group["fused"] = None  # as checkpoints written before the fused kernels were chosen
+    model(torch.randn(3, 2)).sum().backward()
+    old.step()
+    opt = build_optimizer(model, 0.1, 0.0)
+    load_optimizer_state(opt, old.state_dict())
+    assert all(g["fused"] for g in opt.param_groups)
+    assert float(opt.state[model.weight]["step"]) == 1.0

@@ -38,7 +38,7 @@ from medtoken.train.distributed import DistInfo
 from medtoken.train.losses import build_loss
 from medtoken.train.model_config import resolve_model_config
 from medtoken.train.nnunet_plans import RunPlan, resolve_plan
-from medtoken.train.optim import optimizer_from_config, schedule_from_config
+from medtoken.train.optim import load_optimizer_state, optimizer_from_config, schedule_from_config
 from medtoken.train.run_folder import RunFolder
 from medtoken.train.validate import validate
 from medtoken.utils.device import seed_everything, seed_step
@@ -271,7 +271,7 @@ class _Trainer:
             raise InputError(self.folder.root, "--resume: no checkpoint_last.pt to resume from")
         state = load_checkpoint(self.folder.last)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = int(state["epoch"]), float(state["best_metric"])
