@@ -95,7 +95,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     """``optimizer.load_state_dict(state)``, keeping the kernels ``optimizer`` was built with
     (PyTorch restores the saved groups' ``fused``/``foreach``, so a checkpoint written before
     the fused kernels were chosen would otherwise switch them off)."""
-    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    kernels: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "foreach") if k in g}
+                                     for g in optimizer.param_groups]
     optimizer.load_state_dict(state)
     for group, kept in zip(optimizer.param_groups, kernels, strict=True):
         group.update(kept)
