@@ -54,3 +54,48 @@ def test_bad_logs_are_input_errors(tmp_path: Path, text: str | None, message: st
     with pytest.raises(InputError, match=message):
         plot_training_curves(run, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+# validated at steps 20, 40, 60, 80; the last quarter is steps > 60
+RISING = """epoch,step,loss,val_mean_fg_dice,lr,seconds
+1,20,0.9,0.50,0.001,1800
+2,40,0.7,0.60,0.001,3600
+3,60,0.6,0.70,0.001,5400
+4,80,0.5,0.72,0.001,7200
+"""
+FLAT = RISING.replace("0.72", "0.702")
+
+
+@pytest.mark.parametrize(("text", "gain", "plateaued"), [(RISING, 0.02, False),
+                                                         (FLAT, 0.002, True)])
+def test_learning_applies_the_last_quarter_rule(tmp_path: Path, text: str, gain: float,
+                                                plateaued: bool) -> None:
+    from medtoken.plots.curves import learning
+
+    s = learning(read_log(_run_dir(tmp_path, text) / "log.csv"))
+    assert s.steps == 80 and s.hours == pytest.approx(2.0)
+    assert s.final_dice == pytest.approx(float(text.splitlines()[-1].split(",")[3]))
+    assert s.last_quarter_gain == pytest.approx(gain)
+    assert s.plateaued is plateaued
+
+
+def test_cli_plot_learning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run, text in ((a, RISING), (b, FLAT)):
+        run.mkdir()
+        (run / "log.csv").write_text(text)
+    out = tmp_path / "l.png"
+    assert main(["plot", "learning", "--runs", f"scd={a}", f"unetr={b}", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "scd: 80 steps, 2.00 h" in printed and "+2.00 points (still rising" in printed
+    assert "unetr:" in printed and "+0.20 points (plateaued" in printed
+    assert_real_png(out)
+
+
+def test_learning_without_validation_names_the_log(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run_dir(tmp_path, "epoch,step,loss,val_mean_fg_dice\n1,10,0.9,\n")
+    out = tmp_path / "l.png"
+    assert main(["plot", "learning", "--runs", f"x={run}", "-o", str(out)]) == 2
+    assert "log.csv: has no validation Dice yet" in capsys.readouterr().err
+    assert not out.exists()

@@ -55,6 +55,25 @@ def _run_curves(args: argparse.Namespace) -> str:
     return str(plot_training_curves(args.run_dir, args.out))
 
 
+def _add_learning(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, nargs="+", metavar="NAME=RUN_DIR",
+                   help="training run folders (holding log.csv), each named for the legend")
+    p.add_argument("--title", default="", help="title of the picture")
+    _add_out(p)
+
+
+def _run_learning(args: argparse.Namespace) -> str:
+    from medtoken.plots.curves import PLATEAU_POINTS, plot_learning_curves
+
+    runs = parse_named(args.runs, "--runs", "RUN_DIR")
+    for name, s in plot_learning_curves(runs, args.out, title=args.title).items():
+        verdict = "plateaued" if s.plateaued else "still rising"
+        print(f"{name}: {s.steps} steps, {s.hours:.2f} h, validation Dice final {s.final_dice:.4f}"
+              f", best {s.best_dice:.4f}; last quarter {100 * s.last_quarter_gain:+.2f} points "
+              f"({verdict} by the {PLATEAU_POINTS}-point rule)")
+    return str(args.out)
+
+
 def _add_pareto(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, metavar="results.json",
                    help="results.json of medtoken benchmark")
@@ -120,6 +139,8 @@ PLOTS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                 _run_overlay),
     "curves": ("training loss, validation Dice per class and learning rate of a run",
                _add_curves, _run_curves),
+    "learning": ("validation Dice of several runs against training steps and hours, with "
+                 "each run's plateau check", _add_learning, _run_learning),
     "pareto": ("foreground Dice against throughput, latency or peak memory, one point per model",
                _add_pareto, _run_pareto),
     "tokens": ("which tokens each stage of an SCD or TokenSeg model kept, over the image",

@@ -1,4 +1,5 @@
-"""Training curves from a run folder's ``log.csv``: loss, validation Dice per class, learning rate.
+"""Training curves from a run folder's ``log.csv``: loss, validation Dice per class, learning rate;
+and learning curves of several runs side by side (validation Dice against steps and time).
 
 ``log.csv`` has one row per epoch with the columns ``epoch, step, loss, [model extras],
 val_dice_<class>..., val_mean_fg_dice, lr, seconds``; the validation columns are empty on epochs
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from medtoken.plots.charts import pyplot, save_figure
 from medtoken.utils.errors import InputError
 
-__all__ = ["plot_training_curves", "read_log"]
+PLATEAU_POINTS = 0.3  # issue 15's rule: no gain above 0.3 Dice points over the last quarter
+
+__all__ = ["PLATEAU_POINTS", "Learning", "learning", "plot_learning_curves",
+           "plot_training_curves", "read_log"]
 
 _FIXED = ("epoch", "step", "loss", "val_mean_fg_dice", "lr", "seconds")
 _DICE_PREFIX = "val_dice_"
@@ -99,3 +105,80 @@ def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
     fig.suptitle(f"training curves: {run.name}")
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+class Learning(NamedTuple):
+    """Where one run's validation Dice stands (mean foreground Dice, 0..1).
+
+    ``last_quarter_gain`` is the best Dice validated in the last quarter of the steps minus the
+    best before it (NaN without a validation in both parts); the run has plateaued when that
+    gain is at most :data:`PLATEAU_POINTS` Dice points.
+    """
+
+    steps: int
+    hours: float
+    final_dice: float
+    best_dice: float
+    last_quarter_gain: float
+
+    @property
+    def plateaued(self) -> bool:
+        return not math.isnan(self.last_quarter_gain) and \
+            self.last_quarter_gain * 100 <= PLATEAU_POINTS
+
+
+def _validation(log: dict[str, list[float]], x: str) -> tuple[list[float], list[float]]:
+    if "val_mean_fg_dice" not in log or x not in log:
+        return [], []
+    return _validated(log[x], log["val_mean_fg_dice"])
+
+
+def learning(log: dict[str, list[float]], where: str | Path = "log.csv") -> Learning:
+    """The :class:`Learning` of a :func:`read_log` table.
+
+    Raises:
+        InputError: at ``where``, when the log has no validated epoch (or no ``step`` column).
+    """
+    steps, dice = _validation(log, "step")
+    if not dice:
+        raise InputError(where, "has no validation Dice yet (val_mean_fg_dice, step)")
+    last = max(log["step"])
+    cut = 0.75 * last
+    before = [d for s, d in zip(steps, dice, strict=True) if s <= cut]
+    after = [d for s, d in zip(steps, dice, strict=True) if s > cut]
+    gain = max(after) - max(before) if before and after else math.nan
+    seconds = [t for t in log.get("seconds", []) if not math.isnan(t)]
+    return Learning(int(last), max(seconds, default=math.nan) / 3600, dice[-1], max(dice), gain)
+
+
+def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
+                         title: str = "") -> dict[str, Learning]:
+    """Validation mean foreground Dice of each run against steps and against training hours.
+
+    Args:
+        runs: name -> training run folder (or its ``log.csv``).
+        out: the PNG to write.
+
+    Returns:
+        name -> :class:`Learning` of each run (read before anything is drawn).
+    """
+    logs = {}
+    for name, run in runs.items():
+        path = Path(run) if Path(run).suffix == ".csv" else Path(run) / "log.csv"
+        logs[name] = (read_log(path), path)
+    summary = {name: learning(log, path) for name, (log, path) in logs.items()}
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for name, (log, _) in logs.items():
+        for ax, x, scale in ((axes[0][0], "step", 1.0), (axes[0][1], "seconds", 1 / 3600)):
+            xs, ys = _validation(log, x)
+            ax.plot([v * scale for v in xs], ys, marker=".", label=name)
+    for ax, label in zip(axes[0], ("training steps", "training hours (wall clock)"), strict=True):
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation mean foreground Dice")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "learning curves")
+    fig.tight_layout()
+    save_figure(fig, out)
+    return summary
