@@ -95,6 +95,18 @@ def test_compile_both_times_eager_and_compiled_side_by_side(tmp_path: Path,
     assert "--compile both" in md and "compile s |" in md
 
 
+def test_amp_both_times_float32_and_autocast_side_by_side(tmp_path: Path) -> None:
+    records = _run(tmp_path, "--models", TINY, "--baseline", TINY_BASE, "--input-size",
+                   "1,1,16,16,16", "--mode", "train", "--amp", "both")
+    assert [(r["spec"] == TINY_BASE.replace("[8,16]", "[8, 16]"), r["amp"])
+            for r in records] == [(False, False), (False, True), (True, False), (True, True)]
+    assert [r["is_baseline"] for r in records] == [False, False, True, False]  # the float32 one
+    assert [r["dtype"] for r in records[:2]] == ["float32", "bfloat16 autocast"]
+    assert records[1]["label"].endswith(" [amp]") and records[1]["speedup_vs_baseline"] > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "--amp both" in md and "dtype float32 and bfloat16 autocast" in md
+
+
 def test_batch_size_sweep_writes_one_record_per_value_and_a_line_plot(tmp_path: Path) -> None:
     records = _run(tmp_path, "--models", TINY, "--baseline", TINY_BASE,
                    "--input-size", "1,1,16,16,16", "--sweep", "batch_size=1,2")

@@ -198,7 +198,8 @@ def markdown_report(records: Sequence[dict[str, Any]], command: str) -> str:
         + (f", CUDA {first['cuda_version']}, cuDNN {first['cudnn_version']}"
            if first.get("cuda_version") else "")
         + f", medtoken {first['medtoken_version']}, git {first.get('git_commit') or 'unknown'}",
-        f"- settings: mode {first['mode']}, dtype {first['dtype']}, threads {first['threads']}, "
+        f"- settings: mode {first['mode']}, dtype "
+        f"{' and '.join(dict.fromkeys(r['dtype'] for r in records))}, threads {first['threads']}, "
         f"warm-up {first['warmup']}, repeats {first['repeats']} (interleaved)"
         + (f", overlap {first['overlap']}, {first.get('num_cases')} cases"
            if first["mode"] == "volume" else ""),

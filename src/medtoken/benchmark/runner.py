@@ -49,9 +49,11 @@ from medtoken.utils.device import resolve_device
 from medtoken.utils.errors import InputError
 from medtoken.utils.timing import summarize, time_interleaved
 
-__all__ = ["COMPILE_CHOICES", "BenchmarkSettings", "run_benchmark"]
+__all__ = ["AMP_CHOICES", "COMPILE_CHOICES", "BenchmarkSettings", "run_benchmark"]
 
 COMPILE_CHOICES = ("off", "on", "both")
+AMP_CHOICES = COMPILE_CHOICES  # off, on, or both = each model in float32 and under autocast
+_VARIANTS = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class BenchmarkSettings:
         compile: ``off``, ``on`` (every model ``torch.compile``-d) or ``both`` (each model
             eager and compiled, timed interleaved); the compiling first step is timed apart
             (``compile_s``), never inside the repeats.
+        amp: ``off``, ``on`` (autocast: bfloat16 on CPU, float16 on CUDA) or ``both`` (each
+            model in float32 and under autocast, timed interleaved).
     """
 
     input_size: tuple[int, ...]
@@ -85,7 +89,7 @@ class BenchmarkSettings:
     repeats: int = 20
     warmup: int = 5
     device: str = "cpu"
-    amp: bool = False
+    amp: str = "off"
     threads: int | None = None
     data: str | None = None
     volume_size: tuple[int, ...] | None = None
@@ -117,6 +121,8 @@ class BenchmarkSettings:
             raise ValueError(f"profile must be >= 0, got {self.profile}")
         if self.compile not in COMPILE_CHOICES:
             raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
         if self.memory not in MEMORY_METHODS:
             raise ValueError(f"memory must be one of {MEMORY_METHODS}, got {self.memory!r}")
 
@@ -133,17 +139,20 @@ class _Entry:
     sweep_value: Any = None
     sweep_applied: bool = False
     compiled: bool = False
+    amp: bool = False
 
     @property
     def key(self) -> str:
-        """Unique within a point: the spec, marked when compiled."""
-        return f"{self.spec.text} [compiled]" if self.compiled else self.spec.text
+        """Unique within a point: the spec, marked when compiled and when under autocast."""
+        return self.spec.text + (" [compiled]" if self.compiled else "") + \
+            (" [amp]" if self.amp else "")
 
 
 def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: tuple[int, ...],
-          sweep: Sweep | None, compile: str = "off") -> list[list[_Entry]]:
+          sweep: Sweep | None, compile: str = "off", amp: str = "off") -> list[list[_Entry]]:
     """Benchmark points, each a list of entries; the baseline is measured at every point
-    (eager and compiled entries of each model side by side with ``compile='both'``)."""
+    (eager and compiled entries of each model side by side with ``compile='both'``, float32
+    and autocast ones with ``amp='both'``; the baseline's first variant is the baseline)."""
     unique = {s.text: s for s in [*models, *([baseline] if baseline is not None else [])]}
     specs, model_texts = list(unique.values()), {s.text for s in models}
     points: list[list[_Entry]] = []
@@ -163,9 +172,10 @@ def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: t
             elif sweep is not None and spec.text in model_texts:
                 entry = replace(entry, spec=spec.with_override(sweep.key, value),
                                 sweep_applied=True)
-            modes = {"off": [False], "on": [True], "both": [False, True]}[compile]
-            group.extend(replace(entry, compiled=c, is_baseline=is_baseline and c == modes[0])
-                         for c in modes)  # with 'both' the eager baseline is the baseline
+            variants = [(c, a) for c in _VARIANTS[compile] for a in _VARIANTS[amp]]
+            group.extend(replace(entry, compiled=c, amp=a,
+                                 is_baseline=is_baseline and (c, a) == variants[0])
+                         for c, a in variants)
         points.append(group)
     return points
 
@@ -174,7 +184,7 @@ def _job(config: Any, entry: _Entry, settings: BenchmarkSettings,
          device: torch.device) -> MemoryJob:
     return MemoryJob(family=type(config).family, config=to_dict(config),
                      mode=settings.mode, input_size=list(entry.input_size), device=str(device),
-                     amp=settings.amp, threads=settings.threads, compile=entry.compiled)
+                     amp=entry.amp, threads=settings.threads, compile=entry.compiled)
 
 
 def _validate(entry: _Entry) -> Any:
@@ -213,7 +223,7 @@ def _profile(model: Any, entry: _Entry, settings: BenchmarkSettings,
     model.train(training)
 
     def forward() -> None:
-        with torch.inference_mode(not training), autocast(device, settings.amp):
+        with torch.inference_mode(not training), autocast(device, entry.amp):
             model.forward_with_aux(x, y if training else None)
 
     return profile_children(model, forward, device, settings.profile)
@@ -223,14 +233,14 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
               sweep: Sweep | None) -> dict[str, Any]:
     label = entry.spec.text if sweep is None else f"{entry.base_spec.text} [{sweep.key}=" \
         f"{entry.sweep_value}]"
-    label += " [compiled]" if entry.compiled else ""
+    label += (" [compiled]" if entry.compiled else "") + (" [amp]" if entry.amp else "")
     record: dict[str, Any] = {
         "model": entry.spec.preset, "spec": entry.spec.text, "label": label,
         "base_spec": entry.base_spec.text, "is_baseline": entry.is_baseline,
         "mode": settings.mode, "input_size": list(entry.input_size),
         "batch_size": entry.input_size[0],
-        "dtype": f"{str(amp_dtype(device)).removeprefix('torch.')} autocast" if settings.amp
-        else "float32", "amp": settings.amp, "threads": torch.get_num_threads(),
+        "dtype": f"{str(amp_dtype(device)).removeprefix('torch.')} autocast" if entry.amp
+        else "float32", "amp": entry.amp, "threads": torch.get_num_threads(),
         "warmup": settings.warmup, "repeats": settings.repeats, "point": entry.point,
         "sweep_key": sweep.key if sweep else None, "sweep_value": entry.sweep_value,
         "sweep_applied": entry.sweep_applied, "compiled": entry.compiled,
@@ -261,7 +271,7 @@ def _run_point(group: list[_Entry], configs: dict[str, Any], settings: Benchmark
         models[entry.key] = model
         check_input_size(model, entry.spec, entry.input_size)
         records[entry.key].update(_complexity(model, entry, device))
-        work = build_workload(model, settings.mode, entry.input_size, device, settings.amp,
+        work = build_workload(model, settings.mode, entry.input_size, device, entry.amp,
                               None, settings.overlap, entry.compiled)
         steps[entry.key] = work.step
         records[entry.key].update(items_per_step=work.items_per_step, compile_s=work.compile_s)
@@ -318,7 +328,7 @@ def _run_volume_point(group: list[_Entry], configs: dict[str, Any],
                                spatial_dims=len(entry.input_size) - 2, device=str(device),
                                stitching=stitching, accumulate_dtype=settings.accumulate_dtype
                                if stitching == "slab" else None,
-                               overlap=settings.overlap, amp=settings.amp,
+                               overlap=settings.overlap, amp=entry.amp,
                                threads=settings.threads, compile=entry.compiled)
         del model
     gc.collect()
@@ -366,7 +376,8 @@ def run_benchmark(models: Sequence[ModelSpec], settings: BenchmarkSettings,
             cases = cases_for(settings.data, settings.volume_size, settings.spacing,
                               settings.repeats, settings.input_size[1],
                               len(settings.input_size) - 2)
-        groups = _plan(models, baseline, settings.input_size, sweep, settings.compile)
+        groups = _plan(models, baseline, settings.input_size, sweep, settings.compile,
+                       settings.amp)
         # every spec of every point is checked before any time is spent
         configs = [{entry.spec.text: _validate(entry) for entry in group} for group in groups]
         records = []

@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=5, metavar="N",
                    help="untimed steps per model first (default: 5)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--amp", action="store_true",
-                   help="autocast (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--amp", nargs="?", const="on", default="off", metavar="off|on|both",
+                   help="autocast (float16 on CUDA, bfloat16 on CPU): on, or both = each model "
+                   "in float32 and under autocast side by side (default: off)")
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N)")
     p.add_argument("--sweep", metavar="KEY=V1,V2,...",
                    help="one point per value: batch_size, roi_size (the input's spatial size, "
@@ -80,7 +81,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--baseline", args.baseline]
     parts += ["--input-size", args.input_size, "--mode", args.mode, "--repeats",
               str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
-    parts += ["--amp"] if args.amp else []
+    parts += ["--amp", args.amp] if args.amp != "off" else []
     parts += ["--threads", str(args.threads)] if args.threads else []
     parts += ["--sweep", args.sweep] if args.sweep else []
     if args.mode == "volume":
