@@ -10,7 +10,8 @@
 #   scd      scd_btcv vs unetr_btcv (its dense twin, the baseline) vs MONAI UNETR, 1x1x96^3,
 #            infer and train (MONAI UNETR with the same 14 classes)
 #   tmunet   tmunet_b with chunkwise vs parallel mLSTM, 1x3x512x512, infer and train
-#   tokenseg tokenseg3d vs dynunet3d (nnU-Net-style baseline), 1x1x64x160x160, infer and train
+#   tokenseg tokenseg3d and MONAI's DynUNet vs the nnU-Net-planned 3D U-Net, 1x1x64x160x160,
+#            infer and train
 #
 # Environment: OUT (default benchmark-gpu), DEVICE (cuda), REPEATS (50), WARMUP (10),
 # MEDTOKEN (the command; default .venv/bin/medtoken if present, else medtoken),
@@ -51,9 +52,13 @@ run_tmunet() {
     done
 }
 
+# nnU-Net's 3d_fullres network as its planner builds it for a 64x160x160 patch at 1 mm
+# (planning.planner: 6 stages, 32-320 features, last stride 1,2,2), 3 classes like tokenseg3d
+NNUNET_64x160x160='nnunet3d:num_classes=3,roi_size=[64,160,160],n_stages=6,features_per_stage=[32,64,128,256,320,320],kernel_sizes=[[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3]],strides=[[1,1,1],[2,2,2],[2,2,2],[2,2,2],[2,2,2],[1,2,2]],n_conv_per_stage=[2,2,2,2,2,2],n_conv_per_stage_decoder=[2,2,2,2,2]'
+
 run_tokenseg() {
     for mode in infer train; do
-        bench tokenseg "$mode" tokenseg3d dynunet3d 1,1,64,160,160
+        bench tokenseg "$mode" "tokenseg3d,dynunet3d" "$NNUNET_64x160x160" 1,1,64,160,160
     done
 }
 

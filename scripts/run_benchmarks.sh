@@ -52,8 +52,13 @@ run_tmunet() {  # chunkwise (linear) against the released parallel (quadratic) m
     bench tmunet_small infer tmunet_s unet2d 1,1,256,256
 }
 
-run_tokenseg() {  # against nnU-Net's 3D U-Net on the reference patch
-    bench tokenseg infer "tokenseg3d,tokenseg3d_sparse,tokenseg3d_fast" dynunet3d 1,1,64,160,160
+# nnU-Net's 3d_fullres network as its planner builds it for a 64x160x160 patch at 1 mm
+# (planning.planner: 6 stages, 32-320 features, last stride 1,2,2), 3 classes like tokenseg3d
+NNUNET_64x160x160='nnunet3d:num_classes=3,roi_size=[64,160,160],n_stages=6,features_per_stage=[32,64,128,256,320,320],kernel_sizes=[[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3]],strides=[[1,1,1],[2,2,2],[2,2,2],[2,2,2],[2,2,2],[1,2,2]],n_conv_per_stage=[2,2,2,2,2,2],n_conv_per_stage_decoder=[2,2,2,2,2]'
+
+run_tokenseg() {  # against the nnU-Net-planned 3D U-Net on the reference patch (and MONAI's DynUNet)
+    bench tokenseg infer "tokenseg3d,tokenseg3d_sparse,tokenseg3d_fast,dynunet3d" \
+        "$NNUNET_64x160x160" 1,1,64,160,160
 }
 
 run_volume() {  # what a user waits for: whole-case sliding-window prediction on Hippocampus
