@@ -53,6 +53,7 @@ run_tmunet() {
 }
 
 # nnU-Net's 3d_fullres network as its planner builds it for a 64x160x160 patch at 1 mm
+# (needs nnU-Net's network package, dynamic_network_architectures: `make setup` installs it)
 # (planning.planner: 6 stages, 32-320 features, last stride 1,2,2), 3 classes like tokenseg3d
 NNUNET_64x160x160='nnunet3d:num_classes=3,roi_size=[64,160,160],n_stages=6,features_per_stage=[32,64,128,256,320,320],kernel_sizes=[[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3],[3,3,3]],strides=[[1,1,1],[2,2,2],[2,2,2],[2,2,2],[2,2,2],[1,2,2]],n_conv_per_stage=[2,2,2,2,2,2],n_conv_per_stage_decoder=[2,2,2,2,2]'
 

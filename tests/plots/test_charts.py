@@ -52,3 +52,13 @@ def test_sweep_plot_numeric_and_categorical(tmp_path: Path, values: list[Any]) -
     for r in records:
         r["sweep_value"] = values[r["point"]]
     assert_real_png(plot_sweep(records, tmp_path / "sweep.png"))
+
+
+def test_sweep_series_keeps_compiled_and_amp_variants_apart() -> None:
+    from medtoken.plots.charts import sweep_series
+
+    records = [{"base_spec": "unet3d", "point": p, "compiled": False, "amp": amp}
+               for p in (1, 0) for amp in (False, True)]
+    series = sweep_series(records)
+    assert list(series) == ["unet3d", "unet3d [amp]"]
+    assert [r["point"] for r in series["unet3d [amp]"]] == [0, 1]

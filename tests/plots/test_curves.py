@@ -99,3 +99,20 @@ def test_learning_without_validation_names_the_log(tmp_path: Path,
     assert main(["plot", "learning", "--runs", f"x={run}", "-o", str(out)]) == 2
     assert "log.csv: has no validation Dice yet" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_learning_is_undecided_without_validations_in_both_parts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run_dir(tmp_path, "epoch,step,loss,val_mean_fg_dice\n1,10,0.9,\n2,20,0.8,0.5\n")
+    out = tmp_path / "l.png"
+    assert main(["plot", "learning", "--runs", f"x={run}", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "x: 20 steps, – h" in captured.out and "plateau undecided" in captured.out
+    assert "nan" not in captured.out and captured.err == ""
+
+
+def test_a_gain_of_exactly_the_rule_is_a_plateau(tmp_path: Path) -> None:
+    from medtoken.plots.curves import learning
+
+    text = RISING.replace("0.72,", "0.703,")  # 0.703 - 0.700 is 0.30000000000000027 points
+    assert learning(read_log(_run_dir(tmp_path, text) / "log.csv")).plateaued

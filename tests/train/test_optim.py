@@ -131,4 +131,6 @@ def test_loading_a_per_tensor_loop_state_keeps_the_fused_kernels() -> None:
     opt = build_optimizer(model, 0.1, 0.0)
     load_optimizer_state(opt, old.state_dict())
     assert all(g["fused"] for g in opt.param_groups)
-    assert float(opt.state[model.weight]["step"]) == 1.0
+    step = opt.state[model.weight]["step"]
+    assert float(step) == 1.0
+    assert step.dtype == torch.float32 and step.device == model.weight.device  # as fused needs

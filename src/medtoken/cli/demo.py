@@ -5,7 +5,6 @@ accuracy-against-speed picture and an overlay PNG."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,9 @@ def _train(model: str, data: Path, work: Path, args: argparse.Namespace) -> Any:
 def _overlay(info: Any, run_dir: Path, out: Path) -> Path:
     from medtoken.data.io import read_image, read_label, split_file_ending
     from medtoken.plots.overlay import plot_overlay
+    from medtoken.utils.jsonio import read_json
 
-    summary = json.loads((run_dir / "validation" / "summary.json").read_text())
+    summary = read_json(run_dir / "validation" / "summary.json", "the run's validation summary")
     first = summary["metric_per_case"][0]
     case_id = split_file_ending(Path(first["prediction_file"]))[0]
     image, _ = read_image(info.case(case_id).images)

@@ -7,6 +7,7 @@ function, registered in ``PLOTS``; adding a picture means adding those two and o
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from medtoken.cli.options import add_out, parse_named
@@ -67,10 +68,15 @@ def _run_learning(args: argparse.Namespace) -> str:
 
     runs = parse_named(args.runs, "--runs", "RUN_DIR")
     for name, s in plot_learning_curves(runs, args.out, title=args.title).items():
-        verdict = "plateaued" if s.plateaued else "still rising"
-        print(f"{name}: {s.steps} steps, {s.hours:.2f} h, validation Dice final {s.final_dice:.4f}"
-              f", best {s.best_dice:.4f}; last quarter {100 * s.last_quarter_gain:+.2f} points "
-              f"({verdict} by the {PLATEAU_POINTS}-point rule)")
+        hours = "–" if math.isnan(s.hours) else f"{s.hours:.2f}"
+        if s.decided:
+            verdict = "plateaued" if s.plateaued else "still rising"
+            quarter = (f"last quarter {100 * s.last_quarter_gain:+.2f} points ({verdict} by the "
+                       f"{PLATEAU_POINTS}-point rule)")
+        else:
+            quarter = "plateau undecided (needs validations before and in the last quarter)"
+        print(f"{name}: {s.steps} steps, {hours} h, validation Dice final {s.final_dice:.4f}, "
+              f"best {s.best_dice:.4f}; {quarter}")
     return str(args.out)
 
 

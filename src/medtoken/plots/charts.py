@@ -9,7 +9,7 @@ from typing import Any
 
 from medtoken.utils.atomic import atomic_path
 
-__all__ = ["plot_benchmark_chart", "plot_sweep", "pyplot", "save_figure"]
+__all__ = ["plot_benchmark_chart", "plot_sweep", "pyplot", "save_figure", "sweep_series"]
 
 DPI = 100
 BAR_HEIGHT_IN = 0.45  # figure height per bar
@@ -82,9 +82,20 @@ def _positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
     return [float(i) for i in range(len(values))], [str(v) for v in values]
 
 
+def sweep_series(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """One line per model and variant: label (``base_spec``, marked ``[compiled]`` / ``[amp]``
+    as the benchmark labels them) -> its records in point order."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        label = r["base_spec"] + (" [compiled]" if r.get("compiled") else "") + \
+            (" [amp]" if r.get("amp") else "")
+        series.setdefault(label, []).append(r)
+    return {label: sorted(rows, key=lambda r: r["point"]) for label, rows in series.items()}
+
+
 def plot_sweep(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
     """Median latency (band: min–max) and peak memory against the swept value, one line per
-    model (records grouped by ``base_spec``)."""
+    model and variant (:func:`sweep_series`)."""
     plt = pyplot()
     key = records[0]["sweep_key"]
     values = list(dict.fromkeys(r["point"] for r in records))
@@ -96,8 +107,7 @@ def plot_sweep(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
         xs, ticks = _positions([point_values[p] for p in values])
     x_of = dict(zip(values, xs, strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
-    for spec in dict.fromkeys(r["base_spec"] for r in records):
-        rows = sorted((r for r in records if r["base_spec"] == spec), key=lambda r: r["point"])
+    for spec, rows in sweep_series(records).items():
         x = [x_of[r["point"]] for r in rows]
         median = [r["latency_ms"]["median"] for r in rows]
         line = axes[0, 0].plot(x, median, marker="o", label=spec)[0]

@@ -122,9 +122,14 @@ class Learning(NamedTuple):
     last_quarter_gain: float
 
     @property
+    def decided(self) -> bool:
+        """Whether there are validations both before and in the last quarter."""
+        return not math.isnan(self.last_quarter_gain)
+
+    @property
     def plateaued(self) -> bool:
-        return not math.isnan(self.last_quarter_gain) and \
-            self.last_quarter_gain * 100 <= PLATEAU_POINTS
+        # rounded: a gain of exactly 0.3 points must not miss the rule by float error
+        return self.decided and round(self.last_quarter_gain * 100, 6) <= PLATEAU_POINTS
 
 
 def _validation(log: dict[str, list[float]], x: str) -> tuple[list[float], list[float]]:
@@ -142,7 +147,7 @@ def learning(log: dict[str, list[float]], where: str | Path = "log.csv") -> Lear
     steps, dice = _validation(log, "step")
     if not dice:
         raise InputError(where, "has no validation Dice yet (val_mean_fg_dice, step)")
-    last = max(log["step"])
+    last = max(s for s in log["step"] if not math.isnan(s))
     cut = 0.75 * last
     before = [d for s, d in zip(steps, dice, strict=True) if s <= cut]
     after = [d for s, d in zip(steps, dice, strict=True) if s > cut]
@@ -172,12 +177,14 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
     for name, (log, _) in logs.items():
         for ax, x, scale in ((axes[0][0], "step", 1.0), (axes[0][1], "seconds", 1 / 3600)):
             xs, ys = _validation(log, x)
-            ax.plot([v * scale for v in xs], ys, marker=".", label=name)
+            if xs:
+                ax.plot([v * scale for v in xs], ys, marker=".", label=name)
     for ax, label in zip(axes[0], ("training steps", "training hours (wall clock)"), strict=True):
         ax.set_xlabel(label)
         ax.set_ylabel("validation mean foreground Dice")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
     fig.suptitle(title or "learning curves")
     fig.tight_layout()
     save_figure(fig, out)

@@ -92,14 +92,19 @@ def _can_fuse(params: list[torch.nn.Parameter]) -> bool | None:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, keeping the kernels ``optimizer`` was built with
-    (PyTorch restores the saved groups' ``fused``/``foreach``, so a checkpoint written before
-    the fused kernels were chosen would otherwise switch them off)."""
-    kernels: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "foreach") if k in g}
-                                     for g in optimizer.param_groups]
+    """``optimizer.load_state_dict(state)``, keeping the kernels ``optimizer`` was built with.
+
+    PyTorch restores the saved groups' ``fused``/``foreach`` and places each saved ``step``
+    by them, so a checkpoint written before the fused kernels were chosen would switch them off
+    (or, forced back on afterwards, leave ``step`` on the CPU for CUDA parameters): the current
+    choice is written into the saved groups before they are loaded.
+    """
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    saved = state.get("param_groups", [])
+    if len(saved) == len(kernels):  # otherwise PyTorch's own error says what does not match
+        state = {**state, "param_groups": [{**g, **k} for g, k in zip(saved, kernels,
+                                                                          strict=True)]}
     optimizer.load_state_dict(state)
-    for group, kept in zip(optimizer.param_groups, kernels, strict=True):
-        group.update(kept)
 
 
 def optimizer_from_config(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
