@@ -103,6 +103,7 @@ def test_amp_both_times_float32_and_autocast_side_by_side(tmp_path: Path) -> Non
     assert [r["is_baseline"] for r in records] == [False, False, True, False]  # the float32 one
     assert [r["dtype"] for r in records[:2]] == ["float32", "bfloat16 autocast"]
     assert records[1]["label"].endswith(" [amp]") and records[1]["speedup_vs_baseline"] > 0
+    assert [r["variant"] for r in records[:2]] == ["", " [amp]"]  # what sweep charts group by
     md = (tmp_path / "results.md").read_text()
     assert "--amp both" in md and "dtype float32 and bfloat16 autocast" in md
 

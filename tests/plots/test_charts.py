@@ -57,8 +57,8 @@ def test_sweep_plot_numeric_and_categorical(tmp_path: Path, values: list[Any]) -
 def test_sweep_series_keeps_compiled_and_amp_variants_apart() -> None:
     from medtoken.plots.charts import sweep_series
 
-    records = [{"base_spec": "unet3d", "point": p, "compiled": False, "amp": amp}
-               for p in (1, 0) for amp in (False, True)]
+    records = [{"base_spec": "unet3d", "point": p, "variant": variant}
+               for p in (1, 0) for variant in ("", " [amp]")]
     series = sweep_series(records)
     assert list(series) == ["unet3d", "unet3d [amp]"]
     assert [r["point"] for r in series["unet3d [amp]"]] == [0, 1]

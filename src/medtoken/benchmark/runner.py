@@ -142,10 +142,14 @@ class _Entry:
     amp: bool = False
 
     @property
+    def variant(self) -> str:
+        """`` [compiled]`` and/or `` [amp]``, as keys, labels and records mark the variant."""
+        return (" [compiled]" if self.compiled else "") + (" [amp]" if self.amp else "")
+
+    @property
     def key(self) -> str:
-        """Unique within a point: the spec, marked when compiled and when under autocast."""
-        return self.spec.text + (" [compiled]" if self.compiled else "") + \
-            (" [amp]" if self.amp else "")
+        """Unique within a point: the spec and its variant."""
+        return self.spec.text + self.variant
 
 
 def _plan(models: Sequence[ModelSpec], baseline: ModelSpec | None, input_size: tuple[int, ...],
@@ -233,7 +237,7 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
               sweep: Sweep | None) -> dict[str, Any]:
     label = entry.spec.text if sweep is None else f"{entry.base_spec.text} [{sweep.key}=" \
         f"{entry.sweep_value}]"
-    label += (" [compiled]" if entry.compiled else "") + (" [amp]" if entry.amp else "")
+    label += entry.variant
     record: dict[str, Any] = {
         "model": entry.spec.preset, "spec": entry.spec.text, "label": label,
         "base_spec": entry.base_spec.text, "is_baseline": entry.is_baseline,
@@ -244,6 +248,7 @@ def _describe(entry: _Entry, settings: BenchmarkSettings, device: torch.device,
         "warmup": settings.warmup, "repeats": settings.repeats, "point": entry.point,
         "sweep_key": sweep.key if sweep else None, "sweep_value": entry.sweep_value,
         "sweep_applied": entry.sweep_applied, "compiled": entry.compiled,
+        "variant": entry.variant,
     }
     if settings.mode == "volume":
         record.update({"data": settings.data, "volume_size": settings.volume_size,

@@ -83,13 +83,11 @@ def _positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
 
 
 def sweep_series(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """One line per model and variant: label (``base_spec``, marked ``[compiled]`` / ``[amp]``
-    as the benchmark labels them) -> its records in point order."""
+    """One line per model and variant: label (``base_spec`` + the record's ``variant``, e.g.
+    `` [compiled]``) -> its records in point order."""
     series: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        label = r["base_spec"] + (" [compiled]" if r.get("compiled") else "") + \
-            (" [amp]" if r.get("amp") else "")
-        series.setdefault(label, []).append(r)
+        series.setdefault(r["base_spec"] + r.get("variant", ""), []).append(r)
     return {label: sorted(rows, key=lambda r: r["point"]) for label, rows in series.items()}
 
 

@@ -60,6 +60,12 @@ def _validated(epochs: list[float], values: list[float]) -> tuple[list[float], l
     return [e for e, _ in pairs], [v for _, v in pairs]
 
 
+def _log_path(run: str | Path) -> Path:
+    """A run folder's ``log.csv`` (or ``run`` itself when it names the file)."""
+    run = Path(run)
+    return run if run.suffix == ".csv" else run / "log.csv"
+
+
 def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
     """Write a PNG with the loss, validation Dice per class (and the mean) and the lr per epoch.
 
@@ -68,7 +74,7 @@ def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
         out: the PNG to write.
     """
     run = Path(run_dir)
-    log = read_log(run if run.suffix == ".csv" else run / "log.csv")
+    log = read_log(_log_path(run))
     epochs = log["epoch"]
     dice = [c for c in log if c.startswith(_DICE_PREFIX)]
     extras = [c for c in log if c not in _FIXED and c not in dice]
@@ -167,10 +173,7 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
     Returns:
         name -> :class:`Learning` of each run (read before anything is drawn).
     """
-    logs = {}
-    for name, run in runs.items():
-        path = Path(run) if Path(run).suffix == ".csv" else Path(run) / "log.csv"
-        logs[name] = (read_log(path), path)
+    logs = {name: (read_log(_log_path(run)), _log_path(run)) for name, run in runs.items()}
     summary = {name: learning(log, path) for name, (log, path) in logs.items()}
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
