@@ -20,6 +20,13 @@ def test_table_ratios_are_to_the_last_row() -> None:
     assert comparison_table(no_memory).splitlines()[2].endswith("| – | 0.10 | – |")
 
 
+def test_a_run_that_trained_past_its_best_checkpoint_says_so() -> None:
+    best = RunComparison("run", 1, 1000, 0.8, 10.0, None, trained_steps=1350)
+    done = RunComparison("done", 1, 4000, 0.8, 10.0, None, trained_steps=4000)
+    table = comparison_table([best, done]).splitlines()
+    assert "| 1000 of 1350 | 0.8000 |" in table[2] and "| 4000 | 0.8000 |" in table[3]
+
+
 @pytest.mark.slow
 def test_compare_two_trained_runs(tmp_path: Path) -> None:
     import torch
@@ -38,7 +45,7 @@ def test_compare_two_trained_runs(tmp_path: Path) -> None:
     rows = compare_runs(runs, data, torch.device("cpu"), cases=2)
     assert [r.name for r in rows] == ["small", "wide"] and rows[0].params < rows[1].params
     for r in rows:
-        assert r.steps == 2 and 0.0 <= r.dice <= 1.0 and r.case_ms > 0
+        assert r.steps == r.trained_steps == 2 and 0.0 <= r.dice <= 1.0 and r.case_ms > 0
         assert r.peak_mem_mb is not None and r.peak_mem_mb > 0
 
 
@@ -54,5 +61,5 @@ def test_write_comparison_writes_table_records_and_picture(tmp_path: Path) -> No
     assert table.read_text().startswith("# pair\n\n| model |")
     assert json.loads(records.read_text())[1] == {
         "name": "dense", "params": 1_000_000, "steps": 200, "dice": None, "case_ms": 100.0,
-        "peak_mem_mb": 600.0, "hd95_mm": None, "nsd": None}
+        "peak_mem_mb": 600.0, "hd95_mm": None, "nsd": None, "trained_steps": None}
     assert_real_png(picture)

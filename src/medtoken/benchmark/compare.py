@@ -37,12 +37,20 @@ class RunComparison:
 
     name: str
     params: int
-    steps: int
+    steps: int  # the optimiser step of the timed (best) checkpoint, which the Dice validates
     dice: float
     case_ms: float
     peak_mem_mb: float | None
     hd95_mm: float | None = None
     nsd: float | None = None
+    trained_steps: int | None = None  # the run's last step, when it went on past its best
+
+    @property
+    def steps_cell(self) -> str:
+        """``steps``, or ``"best of trained"`` when the run trained on past its best checkpoint."""
+        if self.trained_steps is None or self.trained_steps == self.steps:
+            return str(self.steps)
+        return f"{self.steps} of {self.trained_steps}"
 
 
 def _memory(model: Any, data: Path, case_id: str, device: torch.device) -> float | None:
@@ -60,7 +68,9 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     """Compare trained runs on the same whole cases.
 
     Args:
-        runs: ``(name, run folder, optimiser steps trained)`` per model.
+        runs: ``(name, run folder, optimiser steps trained)`` per model; the row's ``steps`` is
+            the step of the best checkpoint (the one timed and validated), ``trained_steps``
+            these.
         data: the dataset the cases are read from (``cases`` of them, spread over its ids).
         cases: timed whole cases per model (interleaved, after ``warmup`` untimed ones).
         summaries: run name -> the ``summary.json`` of ``medtoken evaluate`` to take its Dice
@@ -73,7 +83,8 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
 
     scores = {name: summary_scores((summaries or {}).get(name, run_summary(folder)))
               for name, folder, _ in runs}  # bad summaries fail before anything is timed
-    models = {name: load_model_checkpoint(folder, device=device).model for name, folder, _ in runs}
+    loaded = {name: load_model_checkpoint(folder, device=device) for name, folder, _ in runs}
+    models = {name: run.model for name, run in loaded.items()}
     first = next(iter(models.values()))
     volume = load_volume_cases(data, cases, first.in_channels, first.spatial_dims)
     largest = volume.case_ids[volume.largest]
@@ -87,9 +98,10 @@ def compare_runs(runs: Sequence[tuple[str, Path, int]], data: str | Path, device
     rows = []
     for name, _, trained in runs:
         rows.append(RunComparison(
-            name, sum(p.numel() for p in models[name].parameters()), trained,
-            scores[name].dice, summarize(times[name])["median"], memory[name],
-            scores[name].hd95_mm, scores[name].nsd))
+            name, sum(p.numel() for p in models[name].parameters()),
+            int(loaded[name].state.get("step", trained)), scores[name].dice,
+            summarize(times[name])["median"], memory[name], scores[name].hd95_mm,
+            scores[name].nsd, trained))
     return rows
 
 
@@ -108,7 +120,7 @@ def comparison_table(rows: Sequence[RunComparison]) -> str:
         mem_ratio = ("–" if r.peak_mem_mb is None or not base.peak_mem_mb
                      else f"{r.peak_mem_mb / base.peak_mem_mb:.2f}")
         lines.append(f"| `{r.name}`{' (baseline)' if r is base else ''} | {r.params / 1e6:.2f} "
-                     f"| {r.steps} | {r.dice:.4f} | {_fmt(r.hd95_mm, '.2f')} "
+                     f"| {r.steps_cell} | {r.dice:.4f} | {_fmt(r.hd95_mm, '.2f')} "
                      f"| {_fmt(r.nsd, '.3f')} | {r.case_ms:.0f} | {mem} "
                      f"| {r.case_ms / base.case_ms:.2f} | {mem_ratio} |")
     return "\n".join(lines)
