@@ -47,7 +47,7 @@ class RunComparison:
 
     @property
     def steps_cell(self) -> str:
-        """``steps``, or ``"best of trained"`` when the run trained on past its best checkpoint."""
+        """``steps``, or ``"S of T"`` when the run trained on past its best checkpoint."""
         if self.trained_steps is None or self.trained_steps == self.steps:
             return str(self.steps)
         return f"{self.steps} of {self.trained_steps}"
