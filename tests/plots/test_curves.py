@@ -116,3 +116,39 @@ def test_a_gain_of_exactly_the_rule_is_a_plateau(tmp_path: Path) -> None:
 
     text = RISING.replace("0.72,", "0.703,")  # 0.703 - 0.700 is 0.30000000000000027 points
     assert learning(read_log(_run_dir(tmp_path, text) / "log.csv")).plateaued
+
+
+def _config(run: Path, batch: int | None, accumulate: int = 1, world: int = 1) -> None:
+    batch_line = "null" if batch is None else str(batch)
+    (run / "config.yaml").write_text(f"train:\n  batch_size: {batch_line}\n  accumulate: "
+                                     f"{accumulate}\nruntime:\n  world_size: {world}\n")
+
+
+def test_patches_per_step_reads_batch_accumulate_and_world_size(tmp_path: Path) -> None:
+    from medtoken.plots.curves import patches_per_step
+
+    run = _run_dir(tmp_path)
+    assert patches_per_step(run) is None  # no config.yaml
+    _config(run, None)
+    assert patches_per_step(run) is None  # no batch size recorded
+    _config(run, 4, accumulate=3, world=2)
+    assert patches_per_step(run) == 24
+    assert patches_per_step(run / "log.csv") == 24  # the log names the same run
+    (run / "config.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(InputError, match="not a YAML mapping"):
+        patches_per_step(run)
+
+
+def test_cli_plot_learning_counts_patches_when_every_run_records_its_batch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run, text, batch in ((a, RISING, 2), (b, FLAT, 4)):
+        run.mkdir()
+        (run / "log.csv").write_text(text)
+        _config(run, batch)
+    out = tmp_path / "l.png"
+    assert main(["plot", "learning", "--runs", f"x={a}", f"y={b}", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "x: 80 steps (160 patches), 2.00 h" in printed
+    assert "y: 80 steps (320 patches), 2.00 h" in printed
+    assert_real_png(out)

@@ -75,8 +75,9 @@ def _run_learning(args: argparse.Namespace) -> str:
                        f"{PLATEAU_POINTS}-point rule)")
         else:
             quarter = "plateau undecided (needs validations before and in the last quarter)"
-        print(f"{name}: {s.steps} steps, {hours} h, validation Dice final {s.final_dice:.4f}, "
-              f"best {s.best_dice:.4f}; {quarter}")
+        patches = "" if s.patches is None else f" ({s.patches:,} patches)"
+        print(f"{name}: {s.steps} steps{patches}, {hours} h, validation Dice final "
+              f"{s.final_dice:.4f}, best {s.best_dice:.4f}; {quarter}")
     return str(args.out)
 
 

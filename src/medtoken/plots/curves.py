@@ -1,5 +1,6 @@
 """Training curves from a run folder's ``log.csv``: loss, validation Dice per class, learning rate;
-and learning curves of several runs side by side (validation Dice against steps and time).
+and learning curves of several runs side by side (validation Dice against steps, patches seen
+and time).
 
 ``log.csv`` has one row per epoch with the columns ``epoch, step, loss, [model extras],
 val_dice_<class>..., val_mean_fg_dice, lr, seconds``; the validation columns are empty on epochs
@@ -14,12 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
 from medtoken.plots.charts import pyplot, save_figure
 from medtoken.utils.errors import InputError
 
 PLATEAU_POINTS = 0.3  # issue 15's rule: no gain above 0.3 Dice points over the last quarter
 
-__all__ = ["PLATEAU_POINTS", "Learning", "learning", "plot_learning_curves",
+__all__ = ["PLATEAU_POINTS", "Learning", "learning", "patches_per_step", "plot_learning_curves",
            "plot_training_curves", "read_log"]
 
 _FIXED = ("epoch", "step", "loss", "val_mean_fg_dice", "lr", "seconds")
@@ -64,6 +67,30 @@ def _log_path(run: str | Path) -> Path:
     """A run folder's ``log.csv`` (or ``run`` itself when it names the file)."""
     run = Path(run)
     return run if run.suffix == ".csv" else run / "log.csv"
+
+
+def patches_per_step(run: str | Path) -> int | None:
+    """Training patches one optimiser step of ``run`` saw: ``batch_size * accumulate *
+    world_size`` from the ``config.yaml`` beside its ``log.csv``; None when there is no
+    ``config.yaml`` or it records no batch size.
+
+    Raises:
+        InputError: ``config.yaml`` is not a YAML mapping.
+    """
+    path = _log_path(run).parent / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        resolved = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(path, f"is not valid YAML ({err})") from None
+    if not isinstance(resolved, dict):
+        raise InputError(path, "is not a YAML mapping (a run folder's resolved configuration)")
+    train = resolved.get("train") or {}
+    if not isinstance(train.get("batch_size"), int):
+        return None
+    world = (resolved.get("runtime") or {}).get("world_size", 1)
+    return int(train["batch_size"]) * int(train.get("accumulate") or 1) * int(world or 1)
 
 
 def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
@@ -118,7 +145,8 @@ class Learning(NamedTuple):
 
     ``last_quarter_gain`` is the best Dice validated in the last quarter of the steps minus the
     best before it (NaN without a validation in both parts); the run has plateaued when that
-    gain is at most :data:`PLATEAU_POINTS` Dice points.
+    gain is at most :data:`PLATEAU_POINTS` Dice points. ``patches`` is the number of training
+    patches its steps saw (None when the run folder does not say, see :func:`patches_per_step`).
     """
 
     steps: int
@@ -126,6 +154,7 @@ class Learning(NamedTuple):
     final_dice: float
     best_dice: float
     last_quarter_gain: float
+    patches: int | None = None
 
     @property
     def decided(self) -> bool:
@@ -164,7 +193,9 @@ def learning(log: dict[str, list[float]], where: str | Path = "log.csv") -> Lear
 
 def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
                          title: str = "") -> dict[str, Learning]:
-    """Validation mean foreground Dice of each run against steps and against training hours.
+    """Validation mean foreground Dice of each run against steps, training patches seen (when
+    every run folder records its batch; runs of different batch sizes compare there) and
+    training hours.
 
     Args:
         runs: name -> training run folder (or its ``log.csv``).
@@ -174,15 +205,25 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
         name -> :class:`Learning` of each run (read before anything is drawn).
     """
     logs = {name: (read_log(_log_path(run)), _log_path(run)) for name, run in runs.items()}
-    summary = {name: learning(log, path) for name, (log, path) in logs.items()}
+    per_step = {name: patches_per_step(run) for name, run in runs.items()}
+    summary = {}
+    for name, (log, path) in logs.items():
+        s = learning(log, path)
+        step_patches = per_step[name]
+        summary[name] = s if step_patches is None else s._replace(patches=s.steps * step_patches)
+    axes_of = [("step", "training steps")]
+    if all(p is not None for p in per_step.values()):
+        axes_of.append(("patches", "training patches seen (steps × patches per step)"))
+    axes_of.append(("seconds", "training hours (wall clock)"))
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(axes_of), figsize=(5 * len(axes_of), 4), squeeze=False)
     for name, (log, _) in logs.items():
-        for ax, x, scale in ((axes[0][0], "step", 1.0), (axes[0][1], "seconds", 1 / 3600)):
-            xs, ys = _validation(log, x)
+        for ax, (x, _) in zip(axes[0], axes_of, strict=True):
+            xs, ys = _validation(log, "step" if x == "patches" else x)
+            scale = {"step": 1.0, "patches": float(per_step[name] or 0), "seconds": 1 / 3600}[x]
             if xs:
                 ax.plot([v * scale for v in xs], ys, marker=".", label=name)
-    for ax, label in zip(axes[0], ("training steps", "training hours (wall clock)"), strict=True):
+    for ax, (_, label) in zip(axes[0], axes_of, strict=True):
         ax.set_xlabel(label)
         ax.set_ylabel("validation mean foreground Dice")
         ax.grid(alpha=0.3)
