@@ -58,7 +58,9 @@ PAIRS=(
 run() {
     if [[ "${DRY_RUN:-0}" != 1 ]]; then
         mkdir -p "$OUT" "$RUNS"
-        "$PY" -m pip install -q --no-deps --target "$RUNS/site" .device/wheels/*.whl
+        # pure-Python wheels: unpacking them is installing them (no pip, no registry there)
+        "$PY" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1])
+                  for w in sys.argv[2:]]" "$RUNS/site" .device/wheels/*.whl
         export PYTHONPATH=$PWD/src:$RUNS/site
         "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0)
                   if torch.cuda.is_available() else 'no CUDA device')" | tee "$OUT/gpu.txt"
