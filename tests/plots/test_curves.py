@@ -134,8 +134,12 @@ def test_patches_per_step_reads_batch_accumulate_and_world_size(tmp_path: Path) 
     _config(run, 4, accumulate=3, world=2)
     assert patches_per_step(run) == 24
     assert patches_per_step(run / "log.csv") == 24  # the log names the same run
-    (run / "config.yaml").write_text("- just\n- a list\n")
-    with pytest.raises(InputError, match="not a YAML mapping"):
+    for text in ("- just\n- a list\n", "train: [1, 2]\n"):
+        (run / "config.yaml").write_text(text)
+        with pytest.raises(InputError, match="not a YAML mapping"):
+            patches_per_step(run)
+    (run / "config.yaml").write_text("train: {batch_size: 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
         patches_per_step(run)
 
 
@@ -152,3 +156,12 @@ def test_cli_plot_learning_counts_patches_when_every_run_records_its_batch(
     assert "x: 80 steps (160 patches), 2.00 h" in printed
     assert "y: 80 steps (320 patches), 2.00 h" in printed
     assert_real_png(out)
+    (b / "config.yaml").unlink()  # one run that does not say its batch: no patches panel
+    two_panels = tmp_path / "two.png"
+    assert main(["plot", "learning", "--runs", f"x={a}", f"y={b}", "-o", str(two_panels)]) == 0
+    assert "y: 80 steps, 2.00 h" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(out) as three, Image.open(two_panels) as two:
+        assert three.height == two.height
+        assert three.width == pytest.approx(1.5 * two.width, rel=0.01)

@@ -72,10 +72,11 @@ def _log_path(run: str | Path) -> Path:
 def patches_per_step(run: str | Path) -> int | None:
     """Training patches one optimiser step of ``run`` saw: ``batch_size * accumulate *
     world_size`` from the ``config.yaml`` beside its ``log.csv``; None when there is no
-    ``config.yaml`` or it records no batch size.
+    ``config.yaml`` or it records no batch size. (``config.yaml`` holds the last start's world
+    size: a run resumed on a different number of processes is counted at the last one.)
 
     Raises:
-        InputError: ``config.yaml`` is not a YAML mapping.
+        InputError: ``config.yaml`` is not valid YAML, or not a mapping of mappings.
     """
     path = _log_path(run).parent / "config.yaml"
     if not path.is_file():
@@ -84,13 +85,16 @@ def patches_per_step(run: str | Path) -> int | None:
         resolved = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise InputError(path, f"is not valid YAML ({err})") from None
-    if not isinstance(resolved, dict):
-        raise InputError(path, "is not a YAML mapping (a run folder's resolved configuration)")
-    train = resolved.get("train") or {}
+    sections = resolved if isinstance(resolved, dict) else None
+    train = (sections or {}).get("train") or {}
+    runtime = (sections or {}).get("runtime") or {}
+    if sections is None or not isinstance(train, dict) or not isinstance(runtime, dict):
+        raise InputError(path, "is not a YAML mapping of sections (a run folder's resolved "
+                         "configuration)")
     if not isinstance(train.get("batch_size"), int):
         return None
-    world = (resolved.get("runtime") or {}).get("world_size", 1)
-    return int(train["batch_size"]) * int(train.get("accumulate") or 1) * int(world or 1)
+    world = runtime.get("world_size") or 1
+    return int(train["batch_size"]) * int(train.get("accumulate") or 1) * int(world)
 
 
 def plot_training_curves(run_dir: str | Path, out: str | Path) -> Path:
@@ -206,7 +210,7 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
     """
     logs = {name: (read_log(_log_path(run)), _log_path(run)) for name, run in runs.items()}
     per_step = {name: patches_per_step(run) for name, run in runs.items()}
-    summary = {}
+    summary: dict[str, Learning] = {}
     for name, (log, path) in logs.items():
         s = learning(log, path)
         step_patches = per_step[name]
