@@ -15,13 +15,14 @@
 # $OUT/results.md (Dice, HD95, NSD, steps, seconds per run), $OUT/gpu.txt, and $OUT/runs.tgz
 # (config.yaml, log.csv, validation/summary.json and the log of every run; no checkpoints).
 #
-# Environment: MINUTES (6: the training cap of each run), OUT ($OUT or gpu-convergence), DEVICE
+# Environment: MINUTES (4: the training cap of each run, whole minutes; each run is killed
+# 150 s after it, so that the report is always written), OUT ($OUT or gpu-convergence), DEVICE
 # (cuda), PY (python3), DATA (.device/data), RUNS (/tmp/gpu-convergence), DRY_RUN=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=${DATA:-.device/data}
-MINUTES=${MINUTES:-6}
+MINUTES=${MINUTES:-4}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 RUNS=${RUNS:-/tmp/gpu-convergence}
@@ -30,13 +31,18 @@ H=$DATA/msd_hippocampus
 B=$DATA/busi256
 
 pack() {
-    mkdir -p .device/wheels .device/data
-    grep -qxF '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+    local exclude
+    exclude=$(git rev-parse --git-path info/exclude)  # also in a worktree, where .git is a file
+    mkdir -p "$(dirname "$exclude")"
+    grep -qxF '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
+    chmod -R u+w .device 2>/dev/null || true  # the data came read-only from ../shared
+    rm -rf .device/wheels && mkdir -p .device/wheels .device/data
     # what the GPU image (torch, numpy, scipy, einops, yaml, matplotlib, pillow, tqdm) lacks
     "${PIP:-.venv/bin/pip}" download -q --no-deps -d .device/wheels \
         monai==1.6.1 nibabel==5.4.2 dynamic_network_architectures==0.4.4
     for d in msd_hippocampus busi256; do
-        rm -rf ".device/data/$d" && cp -r "${SHARED:-../shared/data}/$d" .device/data/
+        rm -rf ".device/data/$d" && cp -r --no-preserve=mode "${SHARED:-../shared/data}/$d" \
+            .device/data/
     done
     du -sh .device
 }
@@ -58,6 +64,7 @@ PAIRS=(
 run() {
     if [[ "${DRY_RUN:-0}" != 1 ]]; then
         mkdir -p "$OUT" "$RUNS"
+        rm -rf "$RUNS"/*_*  # a rerun on a still-warm machine starts afresh
         # pure-Python wheels: unpacking them is installing them (no pip, no registry there)
         "$PY" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1])
                   for w in sys.argv[2:]]" "$RUNS/site" .device/wheels/*.whl
@@ -71,8 +78,8 @@ run() {
     for spec in "${PAIRS[@]}"; do
         IFS='|' read -r name data model opts <<< "$spec"
         if [[ $# -gt 0 && " $* " != *" $name "* ]]; then continue; fi
-        # shellcheck disable=SC2086  # opts is a list of options
-        local cmd=("$PY" -m medtoken train --data "$data" --model "$model" --device "$DEVICE"
+        # shellcheck disable=SC2206  # opts is a list of options
+        local cmd=(timeout -s TERM "$(( ${MINUTES%.*} * 60 + 150 ))" "$PY" -m medtoken train --data "$data" --model "$model" --device "$DEVICE"
                    --amp bf16 $opts --max-minutes "$MINUTES" --out "$RUNS/$name" --no-progress)
         echo "+ OMP_NUM_THREADS=1 ${cmd[*]}" >&2
         if [[ "${DRY_RUN:-0}" != 1 ]]; then
@@ -98,7 +105,11 @@ for spec in specs:
         continue  # not selected
     if not summary.exists():
         tail = (runs / f"{name}.log").read_text().strip().splitlines()[-1:] or ["no output"]
-        rows.append(f"| {name} | failed: {tail[0][:120]} | | | | |")
+        best = [float(r["val_mean_fg_dice"]) for r in csv.DictReader(log.open())
+                if r.get("val_mean_fg_dice")] if log.exists() else []
+        cell = (f"no final validation; best validation during training {max(best):.4f}"
+                if best else "failed: " + tail[0][:120].replace("|", "\\|"))
+        rows.append(f"| {name} | {cell} | | | | |")
         continue
     fg = json.loads(summary.read_text())["foreground_mean"]
     last = list(csv.DictReader(log.open()))[-1]
