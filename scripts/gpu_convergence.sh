@@ -79,7 +79,8 @@ run() {
         IFS='|' read -r name data model opts <<< "$spec"
         if [[ $# -gt 0 && " $* " != *" $name "* ]]; then continue; fi
         # shellcheck disable=SC2206  # opts is a list of options
-        local cmd=(timeout -s TERM "$(( ${MINUTES%.*} * 60 + 150 ))" "$PY" -m medtoken train --data "$data" --model "$model" --device "$DEVICE"
+        local cmd=(timeout -s TERM "$(( ${MINUTES%.*} * 60 + 150 ))"
+                   "$PY" -m medtoken train --data "$data" --model "$model" --device "$DEVICE"
                    --amp bf16 $opts --max-minutes "$MINUTES" --out "$RUNS/$name" --no-progress)
         echo "+ OMP_NUM_THREADS=1 ${cmd[*]}" >&2
         if [[ "${DRY_RUN:-0}" != 1 ]]; then

@@ -212,9 +212,8 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
     per_step = {name: patches_per_step(run) for name, run in runs.items()}
     summary: dict[str, Learning] = {}
     for name, (log, path) in logs.items():
-        s = learning(log, path)
-        step_patches = per_step[name]
-        summary[name] = s if step_patches is None else s._replace(patches=s.steps * step_patches)
+        s, p = learning(log, path), per_step[name]
+        summary[name] = s._replace(patches=None if p is None else s.steps * p)
     axes_of = [("step", "training steps")]
     if all(p is not None for p in per_step.values()):
         axes_of.append(("patches", "training patches seen (steps × patches per step)"))
@@ -222,9 +221,10 @@ def plot_learning_curves(runs: Mapping[str, str | Path], out: str | Path,
     plt = pyplot()
     fig, axes = plt.subplots(1, len(axes_of), figsize=(5 * len(axes_of), 4), squeeze=False)
     for name, (log, _) in logs.items():
+        scales = {"step": 1.0, "patches": float(per_step[name] or 0), "seconds": 1 / 3600}
         for ax, (x, _) in zip(axes[0], axes_of, strict=True):
-            xs, ys = _validation(log, "step" if x == "patches" else x)
-            scale = {"step": 1.0, "patches": float(per_step[name] or 0), "seconds": 1 / 3600}[x]
+            xs, ys = _validation(log, "step" if x == "patches" else x)  # patches: steps scaled
+            scale = scales[x]
             if xs:
                 ax.plot([v * scale for v in xs], ys, marker=".", label=name)
     for ax, (_, label) in zip(axes[0], axes_of, strict=True):
