@@ -21,7 +21,12 @@ SLOW = [
     ("dynunet3d", {"roi_size": (16, 16, 16), "base_filters": 4, "max_filters": 16}),
     ("tmunet_test", {}), ("tmunet3d_test", {}), ("scd_test", {}), ("scd2d_test", {}),
     ("tokenseg_test", {}), ("tokenseg2d_test", {}), ("mstm_layer_test", {}),
+    ("tmunet_test", {"channels_last": False}),
 ]
+# why TM-UNet's channels-last layout is off by default in 3D: compiled, its gradients are wrong
+# (torch 2.13, CPU inductor; eager is right: tests/models/test_tmunet.py); a pass here means a
+# newer torch fixed it and the 3D default can follow the 2D one
+KNOWN_WRONG = [("tmunet3d_test", {"channels_last": True})]
 
 
 def test_disabled_is_the_identity_and_bad_mode_is_refused() -> None:
@@ -68,7 +73,18 @@ def test_compiled_equals_eager_fast_representative() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "overrides"), SLOW, ids=[n for n, _ in SLOW])
+@pytest.mark.parametrize(("name", "overrides"), SLOW,
+                         ids=[n + ("_channels_first" if o.get("channels_last") is False else "")
+                              for n, o in SLOW])
 def test_compiled_equals_eager_every_family(name: str, overrides: dict) -> None:
     with torch._inductor.config.patch(fallback_random=True):  # eager's random draws
+        _check_agreement(name, overrides)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="inductor (torch 2.13, CPU): wrong gradients of a channels_last_3d "
+                   "TM-UNet", strict=False)
+@pytest.mark.parametrize(("name", "overrides"), KNOWN_WRONG, ids=["tmunet3d_channels_last"])
+def test_compiled_channels_last_3d_tmunet(name: str, overrides: dict) -> None:
+    with torch._inductor.config.patch(fallback_random=True):
         _check_agreement(name, overrides)

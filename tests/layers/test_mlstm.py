@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from medtoken.layers import mlstm as mlstm_module
 from medtoken.layers.mlstm import (
     MLSTMLayer,
     mlstm,
@@ -126,6 +127,19 @@ def test_extreme_gates_stay_finite_fp32(mode: str, i_value: float, f_value: floa
     assert torch.isfinite(h).all()
     for tensor in (q, k, v, i_preact, f_preact):
         assert tensor.grad is not None and torch.isfinite(tensor.grad).all()
+
+
+def test_running_max_export_form_equals_cummax(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(3, 2, 37, dtype=torch.float64, requires_grad=True)  # no ties
+    weights = torch.randn(3, 2, 37, dtype=torch.float64)
+    eager = mlstm_module._running_max(x)
+    (grad_eager,) = torch.autograd.grad((eager * weights).sum(), x)
+    monkeypatch.setattr(mlstm_module, "exporting", lambda: True)
+    exported = mlstm_module._running_max(x)
+    (grad_exported,) = torch.autograd.grad((exported * weights).sum(), x)
+    assert torch.equal(exported, eager)
+    torch.testing.assert_close(grad_exported, grad_eager, rtol=0, atol=1e-12)
+    assert torch.equal(eager, x.cummax(-1).values)
 
 
 def test_mlstm_rejects_unknown_mode() -> None:

@@ -109,6 +109,46 @@ def test_model_outputs_agree_across_mlstm_modes(name: str, pool_mode: str) -> No
         assert (out - outputs[0]).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("name", ["tmunet_test", "tmunet3d_test"])
+def test_channels_last_equals_channels_first(name: str) -> None:
+    # the layout is a speed choice only: same weights -> same logits and gradients to rounding
+    config = get_config(name)
+    x = torch.randn(2, config.in_channels, *config.roi_size)
+    results = []
+    for channels_last in (True, False):
+        torch.manual_seed(0)
+        model = create_model(name, channels_last=channels_last)
+        conv_weight = model.encoders[1][0].weight  # C_in > 1: the layouts differ
+        assert conv_weight.is_contiguous(memory_format=torch.channels_last if x.dim() == 4
+                                         else torch.channels_last_3d) == channels_last
+        logits = model(x)
+        assert logits.is_contiguous()  # channels-first out, whatever the layout inside
+        logits.square().mean().backward()
+        results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()
+                                           if p.grad is not None}))
+    (logits_cl, grads_cl), (logits_cf, grads_cf) = results
+    torch.testing.assert_close(logits_cl, logits_cf, rtol=1e-5, atol=1e-6)
+    assert grads_cl.keys() == grads_cf.keys()
+    for key, grad in grads_cf.items():
+        torch.testing.assert_close(grads_cl[key], grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_channels_last_by_default_in_2d_only() -> None:
+    assert get_config("tmunet_s").uses_channels_last
+    assert not get_config("tmunet3d_s").uses_channels_last
+    assert get_config("tmunet3d_s", channels_last=True).uses_channels_last
+
+
+def test_channels_last_checkpoint_loads_into_channels_first() -> None:
+    torch.manual_seed(0)
+    source = create_model("tmunet_test")
+    target = create_model("tmunet_test", channels_last=False)
+    target.load_state_dict(source.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(target.eval()(x), source.eval()(x), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_released_tiny_outputs_agree_across_mlstm_modes_at_256() -> None:
     x = torch.randn(2, 3, 256, 256)

@@ -2,9 +2,10 @@
 
 Module classes come from MONAI's factories (:mod:`monai.networks.layers.factories`: ``Conv``,
 ``Norm``, ``Pool``), typed here so that callers keep PyTorch's signatures; the functional forms
-(pooling, convolution) come from :mod:`torch.nn.functional`, and :func:`linear_mode` names the
-(bi/tri)linear interpolation mode. They return the very classes ``nn.Conv2d``, ``nn.Conv3d``, ...,
-so modules built through them have the same state-dict keys as before.
+(pooling, convolution) come from :mod:`torch.nn.functional`, :func:`linear_mode` names the
+(bi/tri)linear interpolation mode and :func:`channels_last_format` the channels-last layout.
+They return the very classes ``nn.Conv2d``, ``nn.Conv3d``, ..., so modules built through them
+have the same state-dict keys as before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 __all__ = [
     "SPATIAL_DIMS",
     "batch_norm_type",
+    "channels_last_format",
     "conv_fn",
     "conv_transpose_type",
     "conv_type",
@@ -89,6 +91,11 @@ def pool_fn(kind: PoolKind, spatial_dims: int) -> Callable[..., torch.Tensor]:
 def conv_fn(spatial_dims: int) -> Callable[..., torch.Tensor]:
     """``F.conv2d`` or ``F.conv3d``."""
     return F.conv2d if _check(spatial_dims) == 2 else F.conv3d
+
+
+def channels_last_format(spatial_dims: int) -> torch.memory_format:
+    """``torch.channels_last`` (2D) or ``torch.channels_last_3d`` (3D)."""
+    return torch.channels_last if _check(spatial_dims) == 2 else torch.channels_last_3d
 
 
 def linear_mode(spatial_dims: int) -> str:

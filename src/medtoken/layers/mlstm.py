@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtoken.utils.compile import exporting
+
 __all__ = [
     "MLSTM_MODES",
     "BlockDiagonalLinear",
@@ -129,8 +131,11 @@ def mlstm_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_preact:
 
 
 def _running_max(x: torch.Tensor) -> torch.Tensor:
-    """``cummax`` along the last axis by log2(n) shifted maxima (``aten::cummax`` has no ONNX
-    export)."""
+    """The running maximum along the last axis: ``cummax``, or, for export (ONNX has no
+    ``aten::cummax``), log2(n) shifted maxima: the same values; on exact ties ``cummax`` sends
+    the gradient to one of the tied entries, the shifted maxima split it."""
+    if not exporting():
+        return x.cummax(-1).values
     shift = 1
     while shift < x.shape[-1]:
         x = torch.cat([x[..., :shift], torch.maximum(x[..., shift:], x[..., :-shift])], dim=-1)

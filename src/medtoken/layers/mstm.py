@@ -47,8 +47,13 @@ def raster_tokens(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def raster_map(tokens: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
-    """Inverse of :func:`raster_tokens`: ``(B, N, C)`` -> ``(B, C, *S)``."""
-    return tokens.transpose(1, 2).unflatten(2, spatial_shape).contiguous()  # (B, C, *S)
+    """Inverse of :func:`raster_tokens`: ``(B, N, C)`` -> ``(B, C, *S)``.
+
+    A view, not a copy: for contiguous tokens it is a channels-last map (channels the fastest
+    axis), which convolutions take as it is and :func:`raster_tokens` turns back into tokens
+    without a copy; ``.contiguous()`` gives the channels-first layout.
+    """
+    return tokens.transpose(1, 2).unflatten(2, spatial_shape)  # (B, C, *S)
 
 
 def _box_means_along(x: torch.Tensor, dim: int,

@@ -32,10 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtoken.layers.factory import batch_norm_type, conv_type, linear_mode, pool_fn
+from medtoken.layers.factory import (
+    batch_norm_type,
+    channels_last_format,
+    conv_type,
+    linear_mode,
+    pool_fn,
+)
 from medtoken.layers.mstm import MSTMBlock, MSTMConfig, init_as_released, raster_map, raster_tokens
 from medtoken.models.base import ModelConfig, SegmentationModel
 from medtoken.registry import register_family, register_preset
+from medtoken.utils.compile import exporting
 
 __all__ = ["TMUNet", "TMUNetConfig"]
 
@@ -62,6 +69,14 @@ class TMUNetConfig(ModelConfig):
             upsamples by the same factors. The input size must be a multiple of their product.
         binary_single_logit: with ``num_classes == 2``, predict one logit ``z`` (the release's
             sigmoid head) and return logits ``(0, z)``; ignored for more classes.
+        channels_last: compute the feature maps (and hold the conv weights) in the
+            channels-last memory layout; the outputs are the same to rounding and the logits
+            are returned channels-first either way. The MSTM blocks read and write tokens
+            ``(B, N, C)``, which are channels-last maps without a copy, and the CPU's conv,
+            batch-norm, pooling and upsampling kernels are faster on it (docs/benchmarks.md,
+            "TM-UNet's training step against unet2d"). ``None`` (default): on in 2D, off in
+            3D, where inductor (torch 2.13, CPU) compiles the training step of a
+            ``channels_last_3d`` TM-UNet to wrong gradients (``tests/test_compile.py``).
         mstm: options of the MSTM blocks.
     """
 
@@ -73,6 +88,7 @@ class TMUNetConfig(ModelConfig):
     embed_dims: tuple[int, ...] = (32, 64, 128, 256, 512)
     strides: tuple[int, ...] = (2, 2, 2, 2, 2)
     binary_single_logit: bool = True
+    channels_last: bool | None = None
     mstm: MSTMConfig = field(default_factory=MSTMConfig)
 
     def __post_init__(self) -> None:
@@ -89,6 +105,11 @@ class TMUNetConfig(ModelConfig):
         if any(s % multiple for s in self.roi_size):
             raise ValueError(f"roi_size must be divisible by prod(strides) = {multiple}, got "
                              f"{self.roi_size}")
+
+    @property
+    def uses_channels_last(self) -> bool:
+        """``channels_last`` resolved: by default on in 2D, off in 3D."""
+        return self.spatial_dims == 2 if self.channels_last is None else self.channels_last
 
     def variant_notes(self) -> dict[str, Any]:
         """The mLSTM form an export bakes in."""
@@ -123,6 +144,9 @@ class TMUNet(SegmentationModel):
         self.dec_norms = nn.ModuleList(nn.LayerNorm(d) for d in (d4, c3))
         self.single_logit = config.binary_single_logit and config.num_classes == 2
         self.head = conv_type(dims)(c1 // 2, 1 if self.single_logit else config.num_classes, 1)
+        if config.uses_channels_last:  # the conv weights too: convolving them is faster so
+            # (nn.Module.to documents memory_format; its type stubs lack it)
+            self.to(memory_format=channels_last_format(dims))  # type: ignore[call-overload]
 
     @property
     def input_multiple(self) -> tuple[int, ...]:
@@ -132,10 +156,17 @@ class TMUNet(SegmentationModel):
     def needs_unused_parameter_search(self) -> bool:
         return bool(self.config.mstm.unused_dwconv)  # the release's never-called conv units
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory layout of the conv stages (a no-op when it is already; exported
+        graphs hold no layouts)."""
+        if self.config.uses_channels_last and not exporting():
+            return x.contiguous(memory_format=channels_last_format(self.spatial_dims))
+        return x.contiguous()
+
     def _mstm(self, x: torch.Tensor, block: nn.Module, norm: nn.Module) -> torch.Tensor:
         """MSTM block + LayerNorm on a feature map ``(B, C, *S)`` -> ``(B, C, *S)``."""
         tokens, shape = raster_tokens(x)  # (B, N, C)
-        return raster_map(norm(block(tokens, shape)), shape)  # (B, C, *S)
+        return self._layout(raster_map(norm(block(tokens, shape)), shape))  # (B, C, *S)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Bottleneck map and the skips t1..t4 (finest first)."""
@@ -148,8 +179,7 @@ class TMUNet(SegmentationModel):
         for embed, embed_norm, block, norm in zip(self.embeds, self.embed_norms, self.enc_blocks,
                                                   self.enc_norms, strict=True):
             tokens, shape = raster_tokens(embed(x))  # (B, N, D)
-            x = raster_map(embed_norm(tokens), shape)  # (B, D, *S)
-            x = self._mstm(x, block, norm)
+            x = self._mstm(raster_map(embed_norm(tokens), shape), block, norm)  # (B, D, *S)
             skips.append(x)
         return skips.pop(), skips
 
@@ -174,10 +204,10 @@ class TMUNet(SegmentationModel):
                 s % m for s, m in zip(x.shape[2:], self.input_multiple, strict=True)):
             raise ValueError(f"TM-UNet needs (B, C, *S) with {self.spatial_dims} spatial sizes "
                              f"divisible by {self.input_multiple[0]}, got {tuple(x.shape)}")
-        logits = self.head(self._decode(*self._encode(x)))
+        logits = self.head(self._decode(*self._encode(self._layout(x))))
         if self.single_logit:
             logits = torch.cat([torch.zeros_like(logits), logits], dim=1)  # (B, 2, *S)
-        return logits
+        return logits.contiguous()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``torch.compile`` behind one switch (``--compile`` of train, predict and benchmark).
+"""``torch.compile`` behind one switch (``--compile`` of train, predict and benchmark), and
+:func:`exporting`, which tells model code that a graph is being captured for export.
 
 The compiled callable shares the module's parameters: optimisers, checkpoints and
 ``state_dict`` keep using the original module (keys without ``_orig_mod.``). Shapes are static
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["COMPILE_MODES", "maybe_compile"]
+__all__ = ["COMPILE_MODES", "exporting", "maybe_compile"]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -39,3 +40,11 @@ def maybe_compile(fn: F, enabled: bool, mode: str = "default", backend: str = "i
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     chosen = mode if backend == "inductor" else None  # the other backends take no mode
     return torch.compile(fn, backend=backend, mode=chosen, dynamic=False)  # type: ignore[return-value]
+
+
+def exporting() -> bool:
+    """True while a graph is captured for ONNX or TorchScript (``torch.onnx.export``,
+    ``torch.jit.trace`` / ``script``): model code then takes the portable form of what such
+    graphs cannot hold (``aten::cummax``, memory layouts)."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_scripting()
+                or torch.jit.is_tracing())
