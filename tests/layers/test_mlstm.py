@@ -142,6 +142,27 @@ def test_running_max_export_form_equals_cummax(monkeypatch: pytest.MonkeyPatch) 
     assert torch.equal(eager, x.cummax(-1).values)
 
 
+def test_weights_under_the_floor_are_zero_and_masked_entries_stay_finite() -> None:
+    log_w = torch.tensor([0.0, -1.0, -63.0, -65.0, -200.0, float("-inf"), 500.0],
+                         requires_grad=True)
+    keep = torch.tensor([True, True, True, True, True, True, False])
+    weights = mlstm_module._exp_weights(log_w, keep)
+    expected = torch.tensor([1.0, math.exp(-1.0), math.exp(-63.0), 0.0, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(weights, expected, rtol=1e-6, atol=0)
+    (grad,) = torch.autograd.grad(weights.sum(), log_w)
+    assert torch.isfinite(grad).all()
+    assert torch.equal(grad[3:], torch.zeros(4))
+
+
+def test_strongly_forgetting_gates_chunkwise_equals_parallel_fp64() -> None:
+    # trained gates decay far past exp(-64) inside a chunk; dropping those weights is invisible
+    q, k, v, i_preact, _ = _inputs(200)
+    f_preact = -4 + torch.randn(2, 4, 200, dtype=torch.float64)
+    expected = mlstm_parallel(q, k, v, i_preact, f_preact, eps=1e-6)
+    h = mlstm_chunkwise(q, k, v, i_preact, f_preact, chunk_size=64, eps=1e-6)[0]
+    assert (h - expected).abs().max() <= 1e-9
+
+
 def test_mlstm_rejects_unknown_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
         mlstm(*_inputs(4), mode="quadratic")

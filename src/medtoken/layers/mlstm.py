@@ -143,6 +143,25 @@ def _running_max(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+LOG_WEIGHT_FLOOR = -64.0  # exp(-64) = 1.6e-28: weights under it count as 0
+
+
+def _exp_weights(log_w: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """``exp`` of stabilised log weights (at most 0 where kept), 0 under ``exp(-64)`` and where
+    ``keep`` is False.
+
+    Without the floor, strongly forgetting gates (a trained model's, see docs/benchmarks.md)
+    decay to subnormal weights, and on the CPU ``exp`` of such arguments and every product
+    with a subnormal number are 10-50x slower per element; a weight under 1.6e-28 is below
+    rounding against the row's largest weight, which is 1 (the stabiliser). The arguments are
+    clamped into ``[-64, 64]`` first, so the masked entries stay finite (no NaN gradients).
+    """
+    use = log_w > LOG_WEIGHT_FLOOR
+    if keep is not None:
+        use = use & keep
+    return torch.where(use, log_w.clamp(LOG_WEIGHT_FLOOR, -LOG_WEIGHT_FLOOR).exp(), 0.0)
+
+
 def _chunk_states(d_c: torch.Tensor, d_m: torch.Tensor, decay: torch.Tensor, c_mem: torch.Tensor,
                   m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The state entering each chunk, and after the last one.
@@ -162,8 +181,8 @@ def _chunk_states(d_c: torch.Tensor, d_m: torch.Tensor, decay: torch.Tensor, c_m
     cum_decay = decay.cumsum(-1)  # (B, NH, NC)
     m_after = cum_decay + torch.maximum(m[..., None], _running_max(d_m - cum_decay))
     m_entry = torch.cat([m[..., None], m_after[..., :-1]], dim=-1)  # (B, NH, NC)
-    keep = torch.exp(decay + m_entry - m_after)[..., None, None]  # 0 for an empty state
-    added = torch.exp(d_m - m_after)[..., None, None] * d_c  # (B, NH, NC, d, dv + 1)
+    keep = _exp_weights(decay + m_entry - m_after)[..., None, None]  # 0 for an empty state
+    added = _exp_weights(d_m - m_after)[..., None, None] * d_c  # (B, NH, NC, d, dv + 1)
     entries = []
     # the only sequential part: one fused op per chunk (unbind, not indexing: linear backward)
     for added_c, keep_c in zip(added.unbind(2), keep.unbind(2), strict=True):
@@ -187,7 +206,7 @@ def _chunkwise_aligned(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_prea
 
     # chunk contributions to the state: weights a_L - a_s + i~_s, stabilised per chunk
     source_max = source.amax(-1, keepdim=True)  # (B, NH, NC, 1)
-    weighted_k = kc * torch.exp(source - source_max)[..., None]  # (B, NH, NC, L, d)
+    weighted_k = kc * _exp_weights(source - source_max)[..., None]  # (B, NH, NC, L, d)
     entry_c, entry_m, final_c, final_m = _chunk_states(
         weighted_k.transpose(-1, -2) @ vc, (cum_log_f[..., -1:] + source_max)[..., 0],
         cum_log_f[..., -1], torch.cat([state.C, state.n[..., None]], dim=-1), state.m)
@@ -197,10 +216,10 @@ def _chunkwise_aligned(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_prea
     m = torch.maximum(cum_log_f + _running_max(source), log_inter)  # (B, NH, NC, L)
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     log_d = (cum_log_f - m)[..., :, None] + source[..., None, :]  # (B, NH, NC, L, L)
-    gate = log_d.masked_fill_(~causal, float("-inf")).exp_()
+    gate = _exp_weights(log_d, causal)
     scores = qc @ kc.transpose(-1, -2)  # (B, NH, NC, L, L)
     scores = scores.mul_(gate) if not torch.is_grad_enabled() else scores * gate
-    out = scores @ vc + torch.exp(log_inter - m)[..., None] * (qc @ entry_c)  # (..., L, dv + 1)
+    out = scores @ vc + _exp_weights(log_inter - m)[..., None] * (qc @ entry_c)  # (.., L, dv+1)
     normaliser = torch.maximum(out[..., -1:].abs(), torch.exp(-m)[..., None])
     h = out[..., :-1] / (normaliser + eps)  # (B, NH, NC, L, dv)
     return h.reshape(b, nh, n_tok, -1), MLSTMState(final_c[..., :-1], final_c[..., -1], final_m)
