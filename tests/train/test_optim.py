@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -134,3 +135,32 @@ def test_loading_a_per_tensor_loop_state_keeps_the_fused_kernels() -> None:
     step = opt.state[model.weight]["step"]
     assert float(step) == 1.0
     assert step.dtype == torch.float32 and step.device == model.weight.device  # as fused needs
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_state_saved_channels_first_steps_a_channels_last_model_correctly(name: str) -> None:
+    # a TM-UNet checkpoint from before its conv weights went channels-last, resumed after: the
+    # fused kernels walk memory order, so the moments must follow the weights' layout
+    from medtoken.train.optim import load_optimizer_state
+
+    torch.manual_seed(0)
+    saved_model = torch.nn.Conv2d(4, 8, 3)
+    saved = build_optimizer(saved_model, 0.1, 0.0, name=name, momentum=0.9)
+    for _ in range(2):
+        saved.zero_grad()
+        saved_model(torch.randn(2, 4, 6, 6)).square().sum().backward()
+        saved.step()
+    x = torch.randn(2, 4, 6, 6)
+    results = []
+    for fused in (True, None):  # None: the per-tensor loop, which follows strides
+        model = torch.nn.Conv2d(4, 8, 3)
+        model.load_state_dict(saved_model.state_dict())
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        opt = build_optimizer(model, 0.1, 0.0, name=name, momentum=0.9)
+        for group in opt.param_groups:
+            group["fused"] = fused
+        load_optimizer_state(opt, copy.deepcopy(saved.state_dict()))  # as if read from disk
+        model(x).square().sum().backward()
+        opt.step()
+        results.append(model.weight.detach().clone())
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)

@@ -98,6 +98,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     by them, so a checkpoint written before the fused kernels were chosen would switch them off
     (or, forced back on afterwards, leave ``step`` on the CPU for CUDA parameters): the current
     choice is written into the saved groups before they are loaded.
+
+    Per-parameter state (Adam's moments, SGD's momentum) is then laid out in memory as its
+    parameter is: the fused kernels walk parameter, gradient and state in memory order, so
+    moments saved in another layout (a TM-UNet checkpoint from before its weights went
+    channels-last) would be paired with other elements, silently.
     """
     kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
     saved = state.get("param_groups", [])
@@ -105,6 +110,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
         state = {**state, "param_groups": [{**g, **k} for g, k in zip(saved, kernels,
                                                                           strict=True)]}
     optimizer.load_state_dict(state)
+    for param, param_state in optimizer.state.items():
+        for key, value in param_state.items():
+            if (torch.is_tensor(value) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                param_state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def optimizer_from_config(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
