@@ -83,7 +83,7 @@ def test_compiled_equals_eager_every_family(name: str, overrides: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(reason="inductor (torch 2.13, CPU): wrong gradients of a channels_last_3d "
-                   "TM-UNet", strict=False)
+                   "TM-UNet", strict=True)
 @pytest.mark.parametrize(("name", "overrides"), KNOWN_WRONG, ids=["tmunet3d_channels_last"])
 def test_compiled_channels_last_3d_tmunet(name: str, overrides: dict) -> None:
     with torch._inductor.config.patch(fallback_random=True):

@@ -152,6 +152,8 @@ def test_weights_under_the_floor_are_zero_and_masked_entries_stay_finite() -> No
     (grad,) = torch.autograd.grad(weights.sum(), log_w)
     assert torch.isfinite(grad).all()
     assert torch.equal(grad[3:], torch.zeros(4))
+    with torch.no_grad():  # the in-place path inference takes
+        assert torch.equal(mlstm_module._exp_weights(log_w.detach().clone(), keep), weights)
 
 
 def test_strongly_forgetting_gates_chunkwise_equals_parallel_fp64() -> None:

@@ -178,3 +178,13 @@ def test_compiled_run_resumes_to_the_uninterrupted_compiled_weights(data: Path, 
     assert a["step"] == b["step"] == 6
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6)
+
+
+def test_compiling_a_known_miscompile_is_refused_before_any_output(data: Path,
+                                                                     tmp_path: Path) -> None:
+    run = tmp_path / "refused"
+    overrides = {"channels_last": True, "embed_dims": [4, 8, 8, 16, 16],
+                 "mstm.chunk_size": 12, "mstm.unused_dwconv": False}
+    with pytest.raises(InputError, match="channels_last=false"):
+        fit(_cfg(data, model="tmunet3d_t", compile=True), run, overrides, device="cpu")
+    assert not run.exists()

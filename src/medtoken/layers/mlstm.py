@@ -155,11 +155,15 @@ def _exp_weights(log_w: torch.Tensor, keep: torch.Tensor | None = None) -> torch
     with a subnormal number are 10-50x slower per element; a weight under 1.6e-28 is below
     rounding against the row's largest weight, which is 1 (the stabiliser). The arguments are
     clamped into ``[-64, 64]`` first, so the masked entries stay finite (no NaN gradients).
+    Without autograd the work is done in place in ``log_w`` (a temporary of the caller's).
     """
     use = log_w > LOG_WEIGHT_FLOOR
     if keep is not None:
-        use = use & keep
-    return torch.where(use, log_w.clamp(LOG_WEIGHT_FLOOR, -LOG_WEIGHT_FLOOR).exp(), 0.0)
+        use &= keep
+    if torch.is_grad_enabled() and log_w.requires_grad:
+        return torch.where(use, log_w.clamp(LOG_WEIGHT_FLOOR, -LOG_WEIGHT_FLOOR).exp(), 0.0)
+    return log_w.clamp_(LOG_WEIGHT_FLOOR, -LOG_WEIGHT_FLOOR).exp_().masked_fill_(
+        use.logical_not_(), 0.0)
 
 
 def _chunk_states(d_c: torch.Tensor, d_m: torch.Tensor, decay: torch.Tensor, c_mem: torch.Tensor,
@@ -232,7 +236,8 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_preact:
 
     Inside each chunk the parallel form runs vectorised over all chunks at once; only the
     ``(C, n)`` state update loops over the N / chunk_size chunks (one fused op each; the
-    stabilisers come from a log-depth running maximum). A trailing partial chunk
+    stabilisers come from running maxima: ``cummax``, log-depth shifted maxima for export).
+    Weights that decayed under exp(-64) count as 0 (:func:`_exp_weights`). A trailing partial chunk
     (N not a multiple of ``chunk_size``) is processed as one shorter chunk, so no padding enters
     the returned state.
 

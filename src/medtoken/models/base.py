@@ -14,7 +14,8 @@ Training, inference, benchmarking and export rely only on what is here:
 - ``input_multiple`` is what the spatial size must be divisible by, and ``fixed_input_size``
   is not ``None`` for models (ViTs with learned positional embeddings) that accept one size only;
   ``window_size`` is the input size of a sliding window (the fixed size, else ``roi_size``);
-- ``activation_checkpoint_blocks`` are the block classes ``--grad-checkpointing`` wraps.
+- ``activation_checkpoint_blocks`` are the block classes ``--grad-checkpointing`` wraps;
+- ``compiled_training_problem`` names a known miscompile of the training step, or is ``None``.
 
 A new family implements these in its own ``models/<family>/`` and touches nothing else.
 """
@@ -187,6 +188,12 @@ class SegmentationModel(nn.Module):
         """True when ``forward_with_aux(x, target)`` returns the whole segmentation loss in its
         ``losses`` (nnU-Net's deep supervision); training then adds no DiceCE of its own."""
         return False
+
+    @property
+    def compiled_training_problem(self) -> str | None:
+        """Why ``--compile`` must not compile this model's training step (a known miscompile),
+        or ``None``; training refuses the combination with this as the message."""
+        return None
 
     def on_epoch_end(self) -> dict[str, float]:
         """Called by the training loop after each epoch; returns numbers to log (e.g. codebook

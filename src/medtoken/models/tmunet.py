@@ -156,6 +156,14 @@ class TMUNet(SegmentationModel):
     def needs_unused_parameter_search(self) -> bool:
         return bool(self.config.mstm.unused_dwconv)  # the release's never-called conv units
 
+    @property
+    def compiled_training_problem(self) -> str | None:
+        if self.spatial_dims == 3 and self.config.uses_channels_last:
+            return ("torch 2.13's inductor compiles the training step of a channels-last 3D "
+                    "TM-UNet to wrong gradients: set channels_last=false or train without "
+                    "--compile")
+        return None
+
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the memory layout of the conv stages (a no-op when it is already; exported
         graphs hold no layouts)."""

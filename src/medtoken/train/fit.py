@@ -155,6 +155,8 @@ def _build_trainer(train_cfg: TrainConfig, info: DatasetInfo, train_ids: list[st
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(dev)
     _check_patch(model)
+    if train_cfg.compile and model.compiled_training_problem:  # before the run folder
+        raise InputError("--compile", model.compiled_training_problem)
     if train_cfg.grad_checkpointing:
         from medtoken.train.activation_checkpointing import apply_grad_checkpointing
 
