@@ -116,6 +116,8 @@ def _fit_and_digest(rank: int, cfg: TrainConfig, out: Path, overrides: dict[str,
 @pytest.mark.parametrize(("model", "overrides", "options"), [
     (*UNET, {"accumulate": 2}),
     pytest.param(*TMUNET, {"grad_checkpointing": True}, marks=pytest.mark.slow),
+    # channels-last weights and gradients through DDP's buckets
+    pytest.param(TMUNET[0], {**TMUNET[1], "channels_last": True}, {}, marks=pytest.mark.slow),
     # nnU-Net's batch Dice summed over ranks in the step; the memory probe on rank 0 alone
     pytest.param(*NNUNET, {"batch_size": 1, "roi_size": None}, marks=[pytest.mark.slow, NEEDS_DNA]),
 ])
