@@ -36,3 +36,29 @@ def test_val_recomputes_the_runs_validation(tmp_path_factory: pytest.TempPathFac
     (run / "checkpoint_best.pt").unlink()
     assert _val(data, run) == 2
     assert "checkpoint_best.pt: no such file" in capsys.readouterr().err
+
+
+def test_val_with_tta_is_predict_with_tta(tmp_path_factory: pytest.TempPathFactory,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--val --tta`` scores what ``predict --tta`` writes for the validation case, and says so."""
+    data, run = train_tiny_run(tmp_path_factory, "val_tta", seed=6)
+    plain_summary = json.loads((run / "validation" / "summary.json").read_text())
+    assert plain_summary["tta"] is False
+    plain = (run / "validation").glob("*.nii.gz")
+    (case,) = [p.name for p in plain]
+    assert _val(data, run, "--tta") == 0
+    assert "mirroring TTA" in capsys.readouterr().out
+    mirrored = json.loads((run / "validation" / "summary.json").read_text())
+    assert mirrored["tta"] is True
+    assert mirrored["foreground_mean"] != plain_summary["foreground_mean"]  # mirroring was used
+
+    out = tmp_path_factory.mktemp("val_tta_predict")
+    assert main(["predict", "--model", str(run), "-i", str(data / "imagesTr" /
+                 case.replace(".nii.gz", "_0000.nii.gz")), "-o", str(out / "pred"), "--tta",
+                 "--no-progress"]) == 0
+    gt = out / "gt"
+    gt.mkdir()
+    (gt / case).symlink_to(data / "labelsTr" / case)
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(out / "pred")]) == 0
+    scored = json.loads((out / "pred" / "summary.json").read_text())
+    assert scored["foreground_mean"] == mirrored["foreground_mean"]

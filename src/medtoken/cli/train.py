@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not train: predict the fold's validation cases with the best "
                    "checkpoint of the run in --out into OUT/validation/ with its summary.json "
                    "(nnU-Net's --val; e.g. for a run stopped before its end)")
+    p.add_argument("--tta", action="store_true",
+                   help="the final validation (after training, or with --val) averages over "
+                   "mirrored inputs, as nnU-Net's validation does (8 passes in 3D, 4 in 2D)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--force-memory", action="store_true",
                    help="train even when the estimated peak memory exceeds what is available")
@@ -87,7 +90,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str,
              "grad_checkpointing": args.grad_checkpointing or None,
              "accumulate": args.accumulate, "plans": args.plans,
              "configuration": args.configuration, "spacing": args.spacing,
-             "compile": args.compile or None}
+             "compile": args.compile or None, "val_tta": args.tta or None}
     values = {**recipe_values(args.recipe), **train_keys,
               **{k: v for k, v in flags.items() if v is not None}}
     return from_dict(TrainConfig, values, where="--set train.*"), model_overrides
@@ -143,8 +146,9 @@ def _train_one(train_cfg: TrainConfig, model_overrides: dict[str, object], out: 
     if args.val:
         from medtoken.train.final_validation import validate_run
 
-        summary = validate_run(out, train_cfg.data, train_cfg.fold)
-        print(f"validated {out} (fold {train_cfg.fold}, {summary['num_cases']} cases): "
+        summary = validate_run(out, train_cfg.data, train_cfg.fold, tta=train_cfg.val_tta)
+        mirrored = ", mirroring TTA" if train_cfg.val_tta else ""
+        print(f"validated {out} (fold {train_cfg.fold}, {summary['num_cases']} cases{mirrored}): "
               f"foreground mean Dice {summary['foreground_mean']['Dice']:.4f}")
         return 0
     from medtoken.train.fit import fit

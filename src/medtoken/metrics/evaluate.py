@@ -21,7 +21,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,11 +202,13 @@ def evaluate_pairs(
     labels: Sequence[int] | None,
     nsd_tolerance_mm: float,
     output: str | Path,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict:
     """Score ``(prediction, reference)`` file pairs and write the summary to ``output``.
 
     The folder-free core of :func:`evaluate_folder` (training's final validation uses it to score
-    the validation cases against their labels in the dataset).
+    the validation cases against their labels in the dataset, with ``extra`` entries saying how
+    they were predicted).
     """
     if not (nsd_tolerance_mm >= 0 and math.isfinite(nsd_tolerance_mm)):
         raise InputError("nsd_tolerance_mm", f"{nsd_tolerance_mm} must be finite and >= 0")
@@ -224,6 +226,7 @@ def evaluate_pairs(
     summary = {"metric_per_case": per_case, "mean": mean, "foreground_mean": foreground_mean,
                "labels": fixed, "num_cases": len(per_case),
                "nsd_tolerance_mm": float(nsd_tolerance_mm), "spacing_source": SPACING_SOURCE,
-               "implementation": implementation_text(), "empty_policy": EMPTY_POLICY}
+               "implementation": implementation_text(), "empty_policy": EMPTY_POLICY,
+               **(extra or {})}
     write_summary(summary, output)
     return summary

@@ -45,6 +45,10 @@ class TrainConfig:
             dataset's dimensionality).
         spacing: resampling of the cases: ``auto`` (the plan's target spacing for the nnunet
             models, else none), ``plan``, ``native`` (none) or ``X,Y,Z`` in mm per array axis.
+        val_tta: the final validation (after training, and ``train --val``) averages the
+            softmax over all mirrorings of the spatial axes, as nnU-Net's final validation does
+            (``--tta``); off by default, like ``predict``'s ``--tta``. The periodic validation
+            during training never mirrors.
         compile: ``torch.compile`` (inductor) the training step's forward and backward; the
             first step compiles (seconds to minutes), validation stays eager (docs/benchmarks.md
             has the measured speed-ups).
@@ -78,6 +82,7 @@ class TrainConfig:
     foreground_ratio: float = 0.33
     val_every: int = 5
     val_overlap: float = 0.5
+    val_tta: bool = False
     seed: int = 0
     amp: bool = False
     amp_dtype: str = "auto"
@@ -139,9 +144,11 @@ class TrainConfig:
         steps = self.epochs * self.steps_per_epoch
         return min(steps, self.max_steps) if self.max_steps else steps
 
-    # Fields that may change when a run is resumed (budgets, and activation checkpointing and
-    # compilation, which change memory and speed but not the maths); everything else must match.
+    # Fields that may change when a run is resumed (budgets, activation checkpointing and
+    # compilation, which change memory and speed but not the maths, and the final validation's
+    # mirroring); everything else must match.
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "max_minutes",
-                                                    "val_every", "grad_checkpointing", "compile")
+                                                    "val_every", "grad_checkpointing", "compile",
+                                                    "val_tta")
     # Old field names still accepted (medtoken.config.from_dict), old -> new.
     RENAMED: ClassVar[dict[str, str]] = {"patch_size": "roi_size"}

@@ -2,7 +2,9 @@
 
 This is what nnU-Net does at the end of a fold: ``RUN/validation/{case}{ending}`` plus
 ``RUN/validation/summary.json``, computed through the same code paths as ``medtoken predict`` and
-``medtoken evaluate``, on the original files (original geometry).
+``medtoken evaluate``, on the original files (original geometry). With ``tta`` the softmax is
+averaged over all mirrorings of the spatial axes, as in nnU-Net's final validation (which mirrors
+by default); ``summary.json`` records which (``"tta"``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 
 from medtoken.data.datasets import DatasetInfo, load_dataset
 from medtoken.data.splits import get_fold
+from medtoken.inference.options import PredictOptions
 from medtoken.inference.predict import predict_cases
 from medtoken.metrics.evaluate import evaluate_pairs
 from medtoken.models.checkpoint import load_model_checkpoint
@@ -28,11 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def final_validation(run: RunFolder, info: DatasetInfo, val_ids: Sequence[str],
-                     nsd_tolerance_mm: float = 1.0) -> dict[str, Any]:
+                     nsd_tolerance_mm: float = 1.0, tta: bool = False) -> dict[str, Any]:
     """Predict ``val_ids`` into ``run.validation`` and write its ``summary.json``."""
     loaded = load_model_checkpoint(run.root)
     cases = [info.case(c) for c in val_ids]
-    report = predict_cases(loaded, cases, run.validation)
+    report = predict_cases(loaded, cases, run.validation, PredictOptions(tta=tta))
     if report.failed:
         case_id, problem = report.failed[0]
         raise InputError(None, f"final validation: case {case_id} could not be predicted "
@@ -41,13 +44,15 @@ def final_validation(run: RunFolder, info: DatasetInfo, val_ids: Sequence[str],
     pairs = [(pred, case.label) for pred, case in zip(report.written, cases, strict=True)
              if case.label is not None]
     labels = sorted(k for k in info.labels if k != 0)
-    summary = evaluate_pairs(pairs, labels, nsd_tolerance_mm, run.validation / "summary.json")
-    log.info("validation (%d cases, %s): foreground mean Dice %.4f", len(pairs),
-             loaded.path.name, summary["foreground_mean"]["Dice"])
+    summary = evaluate_pairs(pairs, labels, nsd_tolerance_mm, run.validation / "summary.json",
+                             extra={"tta": tta})
+    log.info("validation (%d cases, %s%s): foreground mean Dice %.4f", len(pairs),
+             loaded.path.name, ", mirroring TTA" if tta else "", summary["foreground_mean"]["Dice"])
     return summary
 
 
-def validate_run(root: str | Path, data: str | Path, fold: str) -> dict[str, Any]:
+def validate_run(root: str | Path, data: str | Path, fold: str,
+                 tta: bool = False) -> dict[str, Any]:
     """``train --val``: :func:`final_validation` of an existing run without training (nnU-Net's
     ``--val``), e.g. of a run stopped before its end; the run must be of ``fold``.
 
@@ -66,4 +71,4 @@ def validate_run(root: str | Path, data: str | Path, fold: str) -> dict[str, Any
     _, val_ids = get_fold(info, fold)
     if not val_ids:
         raise InputError("--fold", f"fold {fold} has no validation cases")
-    return final_validation(run, info, val_ids)
+    return final_validation(run, info, val_ids, tta=tta)

@@ -136,7 +136,8 @@ def fit(train_cfg: TrainConfig, out_dir: str | Path, model_overrides: dict[str, 
     if dist.is_main and result.interrupted_by is None and val_ids:
         from medtoken.train.final_validation import final_validation
 
-        final_validation(trainer.folder, info, val_ids)  # rank 0 alone, the others have left
+        # rank 0 alone, the others have left
+        final_validation(trainer.folder, info, val_ids, tta=train_cfg.val_tta)
     return result
 
 
