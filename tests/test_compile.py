@@ -8,11 +8,15 @@ fuses and reorders reductions, so equality holds to rounding, not bit for bit).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from medtoken import create_model
-from medtoken.utils.compile import maybe_compile
+from medtoken.utils.compile import exporting, maybe_compile
 
 RTOL, ATOL = 1e-4, 5e-5
 FAST = ("unet3d", {"roi_size": (16, 16, 16), "channels": (4, 8)})
@@ -88,3 +92,34 @@ def test_compiled_equals_eager_every_family(name: str, overrides: dict) -> None:
 def test_compiled_channels_last_3d_tmunet(name: str, overrides: dict) -> None:
     with torch._inductor.config.patch(fallback_random=True):
         _check_agreement(name, overrides)
+
+
+class _Probe(torch.nn.Module):
+    """Records what :func:`exporting` said during its last forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(exporting())
+        return x + 1
+
+
+def test_exporting_is_true_only_while_a_graph_is_captured(tmp_path: Path) -> None:
+    probe = _Probe()
+    probe(torch.zeros(1))
+    torch.jit.trace(probe, (torch.zeros(1),), check_trace=False)
+    torch.onnx.export(probe, (torch.zeros(1),), str(tmp_path / "probe.onnx"), dynamo=False)
+    assert probe.seen == [False, True, True]
+
+
+def test_a_forward_does_not_import_torch_onnx() -> None:
+    # importing torch.onnx took ~0.1 s of a fresh process's first TM-UNet forward (1.7x its
+    # later forwards) when exporting() asked it whether an export was running
+    code = ("import sys, torch; from medtoken import create_model; "
+            "create_model('tmunet_test').eval()(torch.zeros(1, 3, 64, 64)); "
+            "print('torch.onnx' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"

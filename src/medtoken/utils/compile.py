@@ -9,6 +9,7 @@ one more graph instead of a slower shape-generic one.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,5 +47,9 @@ def exporting() -> bool:
     """True while a graph is captured for ONNX or TorchScript (``torch.onnx.export``,
     ``torch.jit.trace`` / ``script``): model code then takes the portable form of what such
     graphs cannot hold (``aten::cummax``, memory layouts)."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_scripting()
-                or torch.jit.is_tracing())
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    # ``torch.onnx`` is imported lazily, and importing it costs ~0.1 s on the first forward of
+    # a fresh process: when nothing has imported it, no ONNX export is running.
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and bool(onnx.is_in_onnx_export())
