@@ -37,6 +37,30 @@ def test_children_are_timed_and_the_parts_add_up_to_the_forward() -> None:
     assert not model._forward_hooks and not model.big._forward_hooks  # hooks removed
 
 
+class _Stages(nn.Module):
+    """Test double whose work sits in containers that are never called themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(nn.Linear(256, 256) for _ in range(3))
+        self.heads = nn.ModuleDict({"a": nn.Linear(256, 1), "b": nn.Linear(256, 1)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = torch.relu(stage(x))
+        return self.heads["a"](x) + self.heads["b"](x)
+
+
+def test_containers_are_timed_through_their_members() -> None:
+    model = _Stages()
+    x = torch.randn(256, 256)
+    result = profile_children(model, lambda: model(x), torch.device("cpu"), steps=2)
+    assert list(result) == ["stages", "heads", OTHER, "total"]
+    assert result["stages"] > 0 and result["heads"] > 0
+    assert result["stages"] + result["heads"] <= result["total"]
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
 def test_profile_needs_a_step() -> None:
     with pytest.raises(ValueError, match="steps"):
         profile_children(nn.Linear(1, 1), lambda: None, torch.device("cpu"), steps=0)

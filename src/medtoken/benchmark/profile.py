@@ -2,10 +2,12 @@
 
 ``medtoken benchmark --profile`` runs a few extra eval forwards of each model after the timed
 steps, with hooks around every direct child module (SCD: ``encoder``, ``completion``,
-``decoder``; TokenSeg: ``encoder``, ``tokenizer``, ``decoder``...). The per-child medians say which
-part a speed-up can come from; the rest (``other``: the parent's own code between children) is
-the forward's median time minus their sum. Children called more than once per forward add up.
-Hooks do not change what is computed; they add a clock read per child call.
+``decoder``; TokenSeg: ``encoder``, ``tokenizer``, ``decoder``...). A child that is a container
+(``nn.ModuleList`` / ``nn.ModuleDict``, never called itself) is timed through its members, added
+up under its own name (TM-UNet: ``encoders``, ``enc_blocks``, ``dec_blocks``...). The per-child
+medians say which part a speed-up can come from; the rest (``other``: the parent's own code
+between children) is the forward's median time minus their sum. Children called more than once
+per forward add up. Hooks do not change what is computed; they add a clock read per call.
 """
 
 from __future__ import annotations
@@ -25,20 +27,28 @@ __all__ = ["OTHER", "profile_children"]
 OTHER = "other"  # forward time not spent inside any direct child
 
 
+def _timed(name: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(label, module)`` to hook for the direct child ``name``: itself, or a container's
+    members (recursively), all labelled ``name``."""
+    if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+        return [pair for member in module.children() for pair in _timed(name, member)]
+    return [(name, module)]
+
+
 def _hooks(model: nn.Module, device: torch.device,
            spent: dict[str, float]) -> list[torch.utils.hooks.RemovableHandle]:
-    starts: dict[str, float] = {}
+    starts: dict[int, float] = {}
     handles = []
-    for name, child in model.named_children():
-        def pre(_m: nn.Module, _a: Any, name: str = name) -> None:
+    for name, module in (pair for n, c in model.named_children() for pair in _timed(n, c)):
+        def pre(m: nn.Module, _a: Any) -> None:
             synchronize(device)
-            starts[name] = time.perf_counter()
+            starts[id(m)] = time.perf_counter()
 
-        def post(_m: nn.Module, _a: Any, _o: Any, name: str = name) -> None:
+        def post(m: nn.Module, _a: Any, _o: Any, name: str = name) -> None:
             synchronize(device)
-            spent[name] = spent.get(name, 0.0) + (time.perf_counter() - starts.pop(name)) * 1e3
+            spent[name] = spent.get(name, 0.0) + (time.perf_counter() - starts.pop(id(m))) * 1e3
 
-        handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     return handles
 
 
