@@ -38,12 +38,13 @@ def _timed(name: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
 def _hooks(model: nn.Module, device: torch.device,
            spent: dict[str, float]) -> list[torch.utils.hooks.RemovableHandle]:
     starts: dict[int, float] = {}
+
+    def pre(m: nn.Module, _a: Any) -> None:
+        synchronize(device)
+        starts[id(m)] = time.perf_counter()
+
     handles = []
     for name, module in (pair for n, c in model.named_children() for pair in _timed(n, c)):
-        def pre(m: nn.Module, _a: Any) -> None:
-            synchronize(device)
-            starts[id(m)] = time.perf_counter()
-
         def post(m: nn.Module, _a: Any, _o: Any, name: str = name) -> None:
             synchronize(device)
             spent[name] = spent.get(name, 0.0) + (time.perf_counter() - starts.pop(id(m))) * 1e3
